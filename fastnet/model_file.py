@@ -1,0 +1,55 @@
+"""Models on disk: one .npz holding the parameters and everything needed to use them again.
+
+Stored: a format tag and version, layer sizes, dtype, how inputs are scaled, and a JSON object of
+free-form metadata (training settings, final accuracies). Saving is atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+
+from fastnet.files import atomic_write
+from fastnet.network import Network
+
+FORMAT = "fastnet-model"
+VERSION = 1
+INPUT_SCALING = "uint8 pixels / 255, or floats in [0, 1]"
+
+
+def save_network(path, net, **metadata):
+    """Write ``net`` and ``metadata`` (JSON-serialisable values) to ``path`` atomically."""
+    with atomic_write(path) as f:
+        np.savez(
+            f, format=np.array(FORMAT), version=np.array(VERSION), sizes=np.array(net.sizes),
+            flat=net.flat, input_scaling=np.array(INPUT_SCALING),
+            metadata=np.array(json.dumps(metadata, default=_jsonable)),
+        )
+
+
+def load_network(path):
+    """(Network, metadata dict) from a file written by :func:`save_network`; ValueError otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files") or "format" not in z.files or str(z["format"]) != FORMAT:
+                raise ValueError(f"{path}: not a fastnet model file")
+            version = int(z["version"])
+            if version > VERSION:
+                raise ValueError(f"{path}: model format version {version} is newer than this fastnet reads")
+            net = Network(tuple(int(s) for s in z["sizes"]), z["flat"].copy())
+            metadata = json.loads(str(z["metadata"]))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such model file") from None
+    except (OSError, zipfile.BadZipFile, KeyError, EOFError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable fastnet model file ({exc})") from None
+    return net, metadata
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
