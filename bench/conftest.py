@@ -1,0 +1,71 @@
+"""Benchmark fixtures, and the speed targets checked at the end of a timed run.
+
+Targets are ratios of means measured in the same run, never absolute times. After a timed run
+(`--benchmark-only`) the summary prints every ratio; a missed target fails the run. Untimed runs
+(`--benchmark-disable`) check agreement only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fastnet.benchmarks import SCALING_CASES, Case
+from fastnet.data import load_mnist, split_dev
+
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+RESULTS = {}  # Case -> mean seconds per step, filled by each timed benchmark
+
+TARGETS = [  # (faster case, slower case, minimum speed-up, what it is)
+    (Case("numba", "float32"), Case("numpy", "float64"), 8.0, "numba f32 vs numpy f64, 784-10-10"),
+    (Case("numba", "float64"), Case("numpy", "float64"), 4.0, "numba f64 vs numpy f64, 784-10-10"),
+    (Case("numba", "float32"), Case("seed", "float32"), 1.0, "numba f32 vs seed-layout numpy f32"),
+    (Case("numba", "float64"), Case("seed", "float64"), 1.0, "numba f64 vs seed-layout numpy f64"),
+    (Case("numba", "float64", 128), Case("numpy", "float64", 128), 1.0, "numba f64 vs numpy f64, hidden 128"),
+    (Case("numba", "float32", 128), Case("numpy", "float32", 128), 1.0, "numba f32 vs numpy f32, hidden 128"),
+]
+LINEARITY_SLACK = 1.5  # per-sample cost across N = 10k..236k may differ by this factor (caches, noise)
+
+
+@pytest.fixture(scope="session")
+def train_split(tmp_path_factory):
+    """X, y of the seed split's training part, from $FASTNET_DATA_DIR, ../shared or data/."""
+    source = os.environ.get("FASTNET_DATA_DIR")
+    if source is None and SHARED_MNIST.is_dir():
+        source = tmp_path_factory.mktemp("mnist")
+        for f in SHARED_MNIST.glob("*.gz"):
+            os.symlink(f, source / f.name)
+    mnist = load_mnist(source, progress=False)
+    split = split_dev(mnist.train_images, mnist.train_labels, seed=0)
+    return split.X_train, split.y_train
+
+
+def target_report():
+    """[(line, met)] for every target whose two cases were timed in this run."""
+    rows = []
+    for fast, slow, minimum, what in TARGETS:
+        if fast in RESULTS and slow in RESULTS:
+            speedup = RESULTS[slow] / RESULTS[fast]
+            rows.append((f"{what}: {speedup:.2f}x (target >= {minimum:g}x)", speedup >= minimum))
+    if all(c in RESULTS for c in SCALING_CASES):
+        per_sample = [RESULTS[c] / c.n * 1e6 for c in SCALING_CASES]
+        spread = max(per_sample) / min(per_sample)
+        text = ", ".join(f"N={c.n:,}: {p:.2f} us" for c, p in zip(SCALING_CASES, per_sample))
+        rows.append((f"cost per sample {text} (spread {spread:.2f}, target <= {LINEARITY_SLACK})",
+                     spread <= LINEARITY_SLACK))
+    return rows
+
+
+def pytest_terminal_summary(terminalreporter):
+    rows = target_report()
+    if rows:
+        terminalreporter.section("fastnet speed targets (ratios of means in this run)")
+        for line, met in rows:
+            terminalreporter.line(("met     " if met else "MISSED  ") + line)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if exitstatus == 0 and any(not met for _, met in target_report()):
+        session.exitstatus = 1

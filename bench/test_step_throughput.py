@@ -1,0 +1,39 @@
+"""Full-batch step throughput on the CPU: numpy reference, the seed notebook's numpy layout, numba.
+
+Each benchmark first checks that its step agrees with the float64 reference, then warms up (JIT
+compilation) outside the timed region, then times whole steps. Run:
+    pytest bench/ --benchmark-only          # times everything (under 5 minutes on 2 cores)
+    pytest bench/ --benchmark-disable       # agreement checks only, each step run once
+"""
+
+import pytest
+
+from fastnet.benchmarks import MAIN_CASES, SCALING_CASES, WIDE_CASES, check_agreement, make_step, samples
+from bench.conftest import RESULTS
+
+ROUNDS = {10: 15, 128: 4}  # per hidden width: enough rounds for a stable mean, within the time budget
+
+
+def run_case(benchmark, case, X, y, rounds):
+    check_agreement(case, X, y)
+    benchmark.group = case.group
+    benchmark.name = case.label
+    _, step = make_step(case, X, y)
+    step()  # warm-up: JIT compilation and first-touch of buffers stay outside the timing
+    benchmark.pedantic(step, rounds=rounds, iterations=1, warmup_rounds=1)
+    n = len(samples(X, y, case.n)[0])
+    benchmark.extra_info.update(backend=case.backend, dtype=case.dtype, hidden=case.hidden, samples=n)
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        mean = benchmark.stats.stats.mean
+        benchmark.extra_info["samples_per_s"] = n / mean
+        RESULTS[case] = mean
+
+
+@pytest.mark.parametrize("case", MAIN_CASES + WIDE_CASES, ids=lambda c: f"{c.group}-{c.label}")
+def test_step(benchmark, train_split, case):
+    run_case(benchmark, case, *train_split, rounds=ROUNDS[case.hidden])
+
+
+@pytest.mark.parametrize("case", SCALING_CASES, ids=lambda c: c.group)
+def test_scaling(benchmark, train_split, case):
+    run_case(benchmark, case, *train_split, rounds=8)

@@ -1,0 +1,123 @@
+"""Benchmark cases, shared by the pytest-benchmark suite (``bench/``) and ``python -m fastnet.bench``.
+
+A case is one full-batch training step: a backend, a dtype, a hidden width and a number of
+samples. Before a case is timed, :func:`check_agreement` compares its loss and parameter update
+with the float64 numpy reference on the same data; a case that disagrees is never timed.
+
+Besides the two backends, the ``seed`` case is the seed notebook's own numpy code layout
+(feature-major ``W @ X``), the fastest plain-numpy formulation a user is likely to pick.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+import fastnet
+from fastnet.config import TOLERANCES
+
+AGREEMENT_SAMPLES = 2000  # agreement is checked on this many samples: enough to catch any bug
+
+
+@dataclass(frozen=True)
+class Case:
+    backend: str  # "numpy", "numba" or "seed"
+    dtype: str = "float64"
+    hidden: int = 10
+    n: int | None = None  # None: every sample given; else the data tiled or cut to n samples
+
+    @property
+    def sizes(self):
+        return (784, self.hidden, 10)
+
+    @property
+    def group(self):
+        shape = "-".join(map(str, self.sizes))
+        return f"{shape} {self.dtype}" + ("" if self.n is None else f" N={self.n:,}")
+
+    @property
+    def label(self):
+        return {"seed": "numpy (seed layout)"}.get(self.backend, self.backend)
+
+
+# The cases of the README table: the 784-10-10 seed network, hidden 128, and a scaling series.
+MAIN_CASES = [Case(b, d) for d in ("float64", "float32") for b in ("numpy", "seed", "numba")]
+WIDE_CASES = [Case(b, d, hidden=128) for d in ("float64", "float32") for b in ("numpy", "numba")]
+SCALING_CASES = [Case("numba", "float32", n=n) for n in (10_000, 59_000, 236_000)]
+
+
+def samples(X, y, n):
+    """The first n samples, tiling the data when n is larger than it."""
+    if n is None:
+        return X, y
+    reps = -(-n // len(X))
+    return np.tile(X, (reps, 1))[:n], np.tile(y, reps)[:n]
+
+
+class SeedLayoutStep:
+    """The seed notebook's formulation: features down the rows (D, N), ``W.dot(X)``, one-hot Y.
+
+    Same mathematics as the reference (with its stable softmax), so it must agree with it.
+    """
+
+    def __init__(self, net, X, y):
+        self.net = net
+        self.XT = np.ascontiguousarray(X.T, dtype=net.dtype) / net.dtype.type(255)
+        self.Y = np.zeros((net.sizes[-1], len(y)), net.dtype)
+        self.Y[y, np.arange(len(y))] = 1
+
+    def __call__(self, lr=0.1):
+        (W1, b1), (W2, b2) = self.net.params
+        m = self.XT.shape[1]
+        Z1 = W1.dot(self.XT) + b1[:, None]
+        A1 = np.maximum(Z1, 0)
+        Z2 = W2.dot(A1) + b2[:, None]
+        E = np.exp(Z2 - Z2.max(axis=0))
+        A2 = E / E.sum(axis=0)
+        dZ2 = A2 - self.Y
+        dW2, db2 = dZ2.dot(A1.T) / m, dZ2.sum(axis=1) / m
+        dZ1 = W2.T.dot(dZ2) * (Z1 > 0)
+        dW1, db1 = dZ1.dot(self.XT.T) / m, dZ1.sum(axis=1) / m
+        W1 -= lr * dW1
+        b1 -= lr * db1
+        W2 -= lr * dW2
+        b2 -= lr * db2
+
+
+def make_step(case, X, y, seed=0):
+    """(net, step) for the case: ``step()`` runs one training step in place on the case's data."""
+    X, y = samples(X, y, case.n)
+    net = fastnet.Network.init(case.sizes, seed=seed, dtype=case.dtype)
+    if case.backend == "seed":
+        return net, SeedLayoutStep(net, X, y)
+    backend = fastnet.get_backend(case.backend)
+    data = fastnet.Dataset(X, y)
+    return net, lambda: backend.step(net, data, lr=0.1)
+
+
+def check_agreement(case, X, y):
+    """Raise AssertionError unless one step of the case updates the parameters like the reference."""
+    X, y = X[:AGREEMENT_SAMPLES], y[:AGREEMENT_SAMPLES]
+    net, step = make_step(Case(case.backend, case.dtype, case.hidden), X, y)
+    reference = fastnet.Network.init(case.sizes, seed=0, dtype="float64")
+    fastnet.get_backend("numpy").step(reference, X, y, lr=0.1)
+    step()
+    tol = TOLERANCES["float64" if case.dtype == "float64" else "float32"]
+    for i, ((W, b), (rW, rb)) in enumerate(zip(net.params, reference.params)):
+        np.testing.assert_allclose(W, rW, **tol, err_msg=f"{case}: W{i + 1} after one step")
+        np.testing.assert_allclose(b, rb, **tol, err_msg=f"{case}: b{i + 1} after one step")
+
+
+def time_case(case, X, y, rounds=5, warmup=1):
+    """Seconds per step of ``rounds`` timed steps, after ``warmup`` untimed ones (JIT compile)."""
+    _, step = make_step(case, X, y)
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times

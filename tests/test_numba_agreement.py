@@ -1,0 +1,118 @@
+"""The numba backend against the numpy reference, stage by stage: probabilities, loss, every
+gradient by name, parameters after 1 and 100 steps; and bit-identical results for 1 and 2 threads."""
+
+import numba
+import numpy as np
+import pytest
+
+import fastnet
+from fastnet.config import TOLERANCES
+from tests.helpers import random_problem
+
+REF, FAST = fastnet.get_backend("numpy"), fastnet.get_backend("numba")
+
+
+def assert_stages_agree(net, X, y, tol, ref_net=None):
+    """Forward, loss/accuracy and every gradient of numba on ``net`` vs numpy on ``ref_net``."""
+    ref_net = ref_net or net
+    np.testing.assert_allclose(FAST.forward(net, X), REF.forward(ref_net, X), **tol, err_msg="probabilities")
+    fast, ref = FAST.evaluate(net, X, y), REF.evaluate(ref_net, X, y)
+    np.testing.assert_allclose(fast.loss, ref.loss, **tol, err_msg="loss")
+    # float32 can flip an argmax whose top two probabilities tie to 7 digits: allow one sample
+    assert abs(fast.accuracy - ref.accuracy) <= (0 if net.dtype == ref_net.dtype else 1 / len(y))
+    for i, ((dW, db), (rW, rb)) in enumerate(zip(FAST.gradients(net, X, y), REF.gradients(ref_net, X, y))):
+        np.testing.assert_allclose(dW, rW, **tol, err_msg=f"dW{i + 1}")
+        np.testing.assert_allclose(db, rb, **tol, err_msg=f"db{i + 1}")
+
+
+def assert_steps_agree(net, X, y, steps, tol, lr=0.1):
+    fast, ref = net.copy(), net.copy()
+    data = fastnet.Dataset(X, y, n_inputs=net.sizes[0], n_classes=net.sizes[-1])
+    for s in range(steps):
+        rf, rr = FAST.step(fast, data, lr=lr), REF.step(ref, data, lr=lr)
+        np.testing.assert_allclose(rf.loss, rr.loss, **tol, err_msg=f"loss at step {s + 1}")
+    for i, ((W, b), (rW, rb)) in enumerate(zip(fast.params, ref.params)):
+        np.testing.assert_allclose(W, rW, **tol, err_msg=f"W{i + 1} after {steps} steps")
+        np.testing.assert_allclose(b, rb, **tol, err_msg=f"b{i + 1} after {steps} steps")
+
+
+# ------------------------------------------------------------------ real MNIST, float64
+
+def test_float64_stages_on_the_seed_training_split(seed_split):
+    net = fastnet.Network.init(seed=0)
+    assert_stages_agree(net, seed_split.X_train, seed_split.y_train, TOLERANCES["float64"])
+
+
+def test_float64_parameters_after_1_and_100_steps_on_mnist(seed_split):
+    X, y = seed_split.X_train[:5000], seed_split.y_train[:5000]
+    assert_steps_agree(fastnet.Network.init(seed=0), X, y, 1, TOLERANCES["float64"])
+    assert_steps_agree(fastnet.Network.init(seed=0), X, y, 100, TOLERANCES["float64"])
+
+
+# ------------------------------------------------------------------ awkward shapes, float64
+
+ODD_CASES = {
+    "N=37 (not a multiple of the chunk count)": (37, (784, 10, 10), "uint8", 0),
+    "N=5 (fewer samples than chunks)": (5, (784, 10, 10), "uint8", 0),
+    "N=1": (1, (784, 10, 10), "uint8", 0),
+    "all-zero images among others": (40, (784, 10, 10), "uint8", 13),
+    "only all-zero images": (9, (50, 7, 3), "uint8", 9),
+    "float pixels": (33, (784, 10, 10), "float", 0),
+    "hidden width 1": (29, (30, 1, 4), "uint8", 0),
+    "hidden width 13, two hidden layers": (41, (64, 13, 9, 10), "float", 2),
+    "hidden width 512": (23, (784, 512, 10), "uint8", 0),
+    "three hidden layers": (19, (20, 16, 8, 5, 3), "uint8", 0),
+}
+
+
+@pytest.mark.parametrize("case", list(ODD_CASES))
+def test_float64_stages_on_awkward_shapes(case):
+    n, sizes, kind, zeros = ODD_CASES[case]
+    X, y = random_problem(n, sizes, seed=n, kind=kind, zero_rows=zeros)
+    net = fastnet.Network.init(sizes, seed=1)
+    assert_stages_agree(net, X, y, TOLERANCES["float64"])
+    assert_steps_agree(net, X, y, 3, TOLERANCES["float64"])
+
+
+# ------------------------------------------------------------------ float32
+
+def test_float32_numba_matches_float64_reference(seed_split):
+    X, y = seed_split.X_train[:5000], seed_split.y_train[:5000]
+    net64 = fastnet.Network.init(seed=0)
+    assert_stages_agree(net64.astype("float32"), X, y, TOLERANCES["float32"], ref_net=net64)
+
+
+def test_float32_awkward_shapes_match_float64_reference():
+    for case in ("N=37 (not a multiple of the chunk count)", "hidden width 13, two hidden layers"):
+        n, sizes, kind, zeros = ODD_CASES[case]
+        X, y = random_problem(n, sizes, seed=n, kind=kind, zero_rows=zeros)
+        net64 = fastnet.Network.init(sizes, seed=1)
+        assert_stages_agree(net64.astype("float32"), X, y, TOLERANCES["float32"], ref_net=net64)
+
+
+# ------------------------------------------------------------------ determinism
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bit_identical_for_one_and_two_threads(seed_split, dtype):
+    X, y = seed_split.X_train[:7919], seed_split.y_train[:7919]
+    data = fastnet.Dataset(X, y)
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2, 1):
+            FAST.set_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            net = fastnet.Network.init(seed=0, dtype=dtype)
+            losses = [FAST.step(net, data, lr=0.1).loss for _ in range(20)]
+            results.append((net.flat, losses))
+    finally:
+        numba.set_num_threads(before)
+    for flat, losses in results[1:]:
+        np.testing.assert_array_equal(flat, results[0][0])
+        assert losses == results[0][1]
+
+
+def test_threads_outside_the_pool_are_refused():
+    with pytest.raises(ValueError, match="threads must be between 1 and"):
+        FAST.set_threads(0)
+    with pytest.raises(ValueError, match="threads must be between 1 and"):
+        FAST.set_threads(numba.config.NUMBA_NUM_THREADS + 1)
