@@ -1,18 +1,28 @@
 """The Numba kernels behind the ``numba`` backend. Private: the wrapper validates every input.
 
-Data layout (prepared once per dataset): the features as CSR rows, since MNIST is 81% zero pixels,
-so only non-zero pixels are ever read, and uint8 pixels stay uint8 (scale 1/255 folded in):
-    indptr (N+1,)   row n's pixels are idx[indptr[n]:indptr[n+1]]
-    idx    (nnz,)   input index d of each non-zero pixel (uint16 when D < 65536)
-    vals   (nnz,)   its value, uint8 or float
+Shapes: N samples, D inputs, H first-layer units, K classes, P parameters, C chunks, B block.
 
-Network layout: one flat parameter vector, described by ``layers``, an int64 table with one row
-per layer: [n_in, n_out, W offset, b offset, activation offset]. W is (n_out, n_in) as in numpy.
-The first layer is used transposed, W1T (D, Hp), Hp = H padded to a multiple of LANES, so one
-non-zero pixel touches one contiguous row of weights in the forward and backward pass.
+Network layout: one flat parameter vector described by ``layers``, an int64 table with one row per
+layer: [n_in, n_out, W offset, b offset, activation offset]. W is (n_out, n_in) as in numpy.
 
-Per-chunk buffers: g1T (C, D, Hp) for the first layer's weight gradient, grest (C, P - D*H) for
-all later parameters (b1, W2, b2, ...), stats (C, 2) for the loss sum and the number correct.
+A training step splits the N samples into C fixed chunks (in parallel) and each chunk into blocks
+of B samples. A block's pixels are converted to floats once (X stays uint8 in memory; the 1/255
+scale is applied to the first layer's sums), then the block goes forward, through the softmax and
+backward, adding its gradient to the chunk's own buffer ``grads[c]`` (P,). Within a block,
+activations and deltas are feature-major, (units, B), so the small layers' loops run over samples. The chunk buffers are
+then summed in chunk order, so results do not depend on the number of threads.
+
+The first layer dominates the work (D x H per sample each way); its loops are written so that LLVM's
+loop vectoriser gets long, contiguous inner loops over D with several independent accumulators:
+the forward pass computes 4 samples x 2 units per pass, the backward pass adds 4 samples' outer
+products per pass over a weight row.
+
+Prepared features (once per dataset, see numba_backend.kernel_features): pixel columns are
+reordered by how often they are non-zero (``perm``), and within each chunk samples are ordered by
+``span`` (1 + position of their last non-zero pixel in that order; ``order`` maps back to the
+caller's rows). A group of 4 samples then only loops up to its largest span: about half of D on
+MNIST, where 81% of pixels are zero. The first layer's weights are gathered into the same column
+order each step (W1p, H x D) and the gradient is scattered back in the reduction.
 """
 
 from __future__ import annotations
@@ -20,202 +30,287 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from fastnet.config import NJIT, NJIT_LANEWISE, NJIT_PARALLEL
+from fastnet.config import NJIT, NJIT_PARALLEL
 
 N_IN, N_OUT, W_OFF, B_OFF, A_OFF = range(5)
 
 
 @njit(**NJIT)
-def flat_zero(a):
-    """Zero in a's dtype: `a[0] * 0` would be float64 (float32 times an int literal promotes)."""
-    return a.dtype.type(0)
+def _group_span(span, n, count):
+    """The largest span among samples n .. n+count-1: how far their pixel loops must go."""
+    m = span[n]
+    for i in range(1, count):
+        m = max(m, span[n + i])
+    return m
 
 
 @njit(**NJIT)
-def _transpose_first_layer(W1T, flat, layers):
-    """W1T[d, h] = W1[h, d]; the padding columns stay zero."""
-    D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_OFF]
-    for d in range(D):
-        for h in range(H):
-            W1T[d, h] = flat[w0 + h * D + d]
+def _load_block(xf, X, span, n0, nb):
+    """xf[:nb] = X[n0:n0+nb] as floats (raw pixel values: the scale is applied later), each row
+    up to its group's span (groups of 4, then single samples), as the first layer reads them."""
+    b = 0
+    while b < nb:
+        count = 4 if b + 4 <= nb else 1
+        end = _group_span(span, n0 + b, count)
+        for i in range(b, b + count):
+            for d in range(end):
+                xf[i, d] = X[n0 + i, d]
+        b += count
 
 
-@njit(**NJIT_LANEWISE)
-def _sparse_first_layer(z, start, end, idx, vals, W1T):
-    """z[:Hp] = sum over the sample's non-zero pixels k of vals[k] * W1T[idx[k], :] (unscaled).
+@njit(**NJIT)
+def _first_layer_forward(A, xf, span, n0, nb, W1p, flat, layers, scale):
+    """A[:H, b] = relu(scale * (W1 @ x_b) + b1) for the block's samples (A is feature-major).
 
-    Four pixels share one pass over the lanes: a loop over only Hp (often 16) lanes costs more to
-    enter (alias and trip-count checks) than to run, so each entry must do more work.
+    Four samples at a time, two units per pass over the pixels: eight independent sums; each
+    weight row is loaded once for four samples, whose pixel rows stay in L1 across all units.
     """
-    Hp = W1T.shape[1]
-    for j in range(Hp):
-        z[j] = 0
-    k = start
-    while k + 4 <= end:
-        a, b, c, d = vals[k], vals[k + 1], vals[k + 2], vals[k + 3]
-        ia, ib, ic, id_ = idx[k], idx[k + 1], idx[k + 2], idx[k + 3]
-        for j in range(Hp):
-            z[j] += (a * W1T[ia, j] + b * W1T[ib, j]) + (c * W1T[ic, j] + d * W1T[id_, j])
-        k += 4
-    while k < end:
-        v, i = vals[k], idx[k]
-        for j in range(Hp):
-            z[j] += v * W1T[i, j]
-        k += 1
-
-
-@njit(**NJIT_LANEWISE)
-def _sparse_first_layer_backward(g1T, delta, start, end, idx, vals):
-    """g1T[idx[k], :] += vals[k] * delta[:Hp] for the sample's non-zero pixels k (two per pass)."""
-    Hp = g1T.shape[1]
-    k = start
-    while k + 2 <= end:
-        a, b = vals[k], vals[k + 1]
-        ia, ib = idx[k], idx[k + 1]
-        for j in range(Hp):
-            g1T[ia, j] += a * delta[j]
-            g1T[ib, j] += b * delta[j]
-        k += 2
-    if k < end:
-        v, i = vals[k], idx[k]
-        for j in range(Hp):
-            g1T[i, j] += v * delta[j]
+    H, b0 = layers[0, N_OUT], layers[0, B_OFF]
+    zero = flat.dtype.type(0)  # a literal 0 would make the sums float64
+    b = 0
+    while b + 4 <= nb:
+        end = _group_span(span, n0 + b, 4)
+        x0, x1, x2, x3 = xf[b], xf[b + 1], xf[b + 2], xf[b + 3]
+        h = 0
+        while h < H:
+            u = W1p[h]  # row views: LLVM vectorises loops over views, not over flat[r + d]
+            v = W1p[h + 1] if h + 1 < H else W1p[h]
+            s0 = s1 = s2 = s3 = t0 = t1 = t2 = t3 = zero
+            for d in range(end):
+                s0 += u[d] * x0[d]
+                s1 += u[d] * x1[d]
+                s2 += u[d] * x2[d]
+                s3 += u[d] * x3[d]
+                t0 += v[d] * x0[d]
+                t1 += v[d] * x1[d]
+                t2 += v[d] * x2[d]
+                t3 += v[d] * x3[d]
+            A[h, b], A[h, b + 1], A[h, b + 2], A[h, b + 3] = s0, s1, s2, s3
+            if h + 1 < H:  # an odd last unit was computed twice; keep it once
+                A[h + 1, b], A[h + 1, b + 1], A[h + 1, b + 2], A[h + 1, b + 3] = t0, t1, t2, t3
+            h += 2
+        b += 4
+    while b < nb:
+        end = span[n0 + b]
+        x0 = xf[b]
+        for h in range(H):
+            u = W1p[h]
+            s0 = zero
+            for d in range(end):
+                s0 += u[d] * x0[d]
+            A[h, b] = s0
+        b += 1
+    for h in range(H):
+        bias = flat[b0 + h]
+        a = A[h]
+        for b in range(nb):
+            a[b] = a[b] * scale + bias
+            if a[b] < 0:  # ReLU
+                a[b] = 0
 
 
 @njit(**NJIT)
-def _forward_sample(act, n, indptr, idx, vals, scale, W1T, flat, layers):
-    """Activations of every layer for sample n into ``act``; the last layer holds the logits."""
-    _sparse_first_layer(act, indptr[n], indptr[n + 1], idx, vals, W1T)
-    H, b0 = layers[0, N_OUT], layers[0, B_OFF]
+def _first_layer_backward(g, xf, span, n0, Dl, nb, layers, scale):
+    """g[W1] += scale * sum_b Dl[:H, b] (outer) x_b, in the permuted column order;
+    g[b1] += sum_b Dl[:H, b]."""
+    D, H, w0, b0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_OFF], layers[0, B_OFF]
+    b = 0
+    while b < nb:
+        if b + 4 <= nb:  # four samples per pass: each gradient entry is stored once for four
+            end = _group_span(span, n0 + b, 4)
+            x0, x1, x2, x3 = xf[b], xf[b + 1], xf[b + 2], xf[b + 3]  # stay in L1 across units
+            for h in range(H):
+                row = g[w0 + h * D:w0 + (h + 1) * D]  # views: LLVM vectorises loops over views only
+                e0, e1 = Dl[h, b] * scale, Dl[h, b + 1] * scale
+                e2, e3 = Dl[h, b + 2] * scale, Dl[h, b + 3] * scale
+                for d in range(end):
+                    row[d] += (e0 * x0[d] + e1 * x1[d]) + (e2 * x2[d] + e3 * x3[d])
+            b += 4
+        else:
+            end = span[n0 + b]
+            x0 = xf[b]
+            for h in range(H):
+                row = g[w0 + h * D:w0 + (h + 1) * D]
+                e0 = Dl[h, b] * scale
+                for d in range(end):
+                    row[d] += e0 * x0[d]
+            b += 1
     for h in range(H):
-        z = act[h] * scale + flat[b0 + h]
-        act[h] = z
-        if z < 0:  # ReLU; max(z, 0) would promote float32 to float64
-            act[h] = 0
+        s = g[b0 + h]
+        for b in range(nb):
+            s += Dl[h, b]
+        g[b0 + h] = s
+
+
+@njit(**NJIT)
+def _gather_first_layer(W1p, flat, perm, layers):
+    """W1p[h, j] = W1[h, perm[j]]: the first layer's weights in the prepared column order."""
+    D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_OFF]
+    for h in range(H):
+        for j in range(D):
+            W1p[h, j] = flat[w0 + h * D + perm[j]]
+
+
+@njit(**NJIT)
+def _dense_forward(A, nb, flat, layers):
+    """Layers 2..L for the block; A (feature-major) holds every layer's activations, the last
+    layer's rows get the logits. Inner loops run over the block's samples, so they vectorise."""
     L = layers.shape[0]
     for l in range(1, L):
         n_in, n_out = layers[l, N_IN], layers[l, N_OUT]
-        w, b = layers[l, W_OFF], layers[l, B_OFF]
+        w, bias = layers[l, W_OFF], layers[l, B_OFF]
         a_in, a_out = layers[l - 1, A_OFF], layers[l, A_OFF]
         for o in range(n_out):
-            s = flat[b + o]
+            z = A[a_out + o]
+            for b in range(nb):
+                z[b] = flat[bias + o]
             for i in range(n_in):
-                s += flat[w + o * n_in + i] * act[a_in + i]
-            act[a_out + o] = s
-            if l < L - 1 and s < 0:
-                act[a_out + o] = 0
+                wi = flat[w + o * n_in + i]
+                a = A[a_in + i]
+                for b in range(nb):
+                    z[b] += wi * a[b]
+            if l < L - 1:
+                for b in range(nb):  # ReLU on hidden layers
+                    if z[b] < 0:
+                        z[b] = 0
 
 
 @njit(**NJIT)
-def _softmax_xent(act, layers, label):
-    """Turn the logits in ``act`` into probabilities; return (-log p[label], argmax)."""
+def _softmax_xent(A, nb, layers, y, order, n0, best, top):
+    """Logits (last layer's rows of A) -> probabilities in place; return (loss sum, correct).
+
+    Log-sum-exp form, exact even when p[label] underflows; labels < 0 mean "none" (no loss).
+    """
     L = layers.shape[0]
-    K, a = layers[L - 1, N_OUT], layers[L - 1, A_OFF]
-    best = 0
+    K, o = layers[L - 1, N_OUT], layers[L - 1, A_OFF]
+    for b in range(nb):
+        best[b] = 0
+        top[b] = A[o, b]
     for k in range(1, K):
-        if act[a + k] > act[a + best]:
-            best = k
-    m = act[a + best]
-    z_label = act[a + label] if label >= 0 else m
-    total = flat_zero(act)
-    for k in range(K):
-        e = np.exp(act[a + k] - m)
-        act[a + k] = e
-        total += e
-    inv = act.dtype.type(1) / total  # typed 1: a literal 1 would promote float32 to float64
-    for k in range(K):
-        act[a + k] *= inv
-    # log-sum-exp form: exact even when p[label] underflows to zero
-    return np.log(total) - (z_label - m), best
+        for b in range(nb):
+            if A[o + k, b] > top[b]:  # strict: the first maximum wins, like np.argmax
+                top[b] = A[o + k, b]
+                best[b] = k
+    loss = 0.0
+    correct = 0
+    one = A.dtype.type(1)  # a literal 1 would promote float32 to float64
+    for b in range(nb):
+        label = y[order[n0 + b]]
+        z_label = A[o + label, b] if label >= 0 else top[b]
+        total = A.dtype.type(0)
+        for k in range(K):
+            e = np.exp(A[o + k, b] - top[b])
+            A[o + k, b] = e
+            total += e
+        inv = one / total
+        for k in range(K):
+            A[o + k, b] *= inv
+        if label >= 0:
+            loss += np.log(total) - (z_label - top[b])
+            correct += best[b] == label
+    return loss, correct
 
 
 @njit(**NJIT)
-def _backward_sample(g1T, grest, act, delta, n, label, indptr, idx, vals, scale, flat, layers):
-    """Add sample n's gradient (not yet divided by N) to this chunk's buffers."""
+def _dense_backward(g, A, Dl, nb, y, order, n0, flat, layers):
+    """Gradients of layers L..2 for the block into g; leaves d(loss)/d(z1) in Dl[:H, :nb]."""
     L = layers.shape[0]
-    D, H = layers[0, N_IN], layers[0, N_OUT]
-    rest0 = D * H  # grest[p] is the gradient of flat[rest0 + p]
-    K, aK = layers[L - 1, N_OUT], layers[L - 1, A_OFF]
+    K, o = layers[L - 1, N_OUT], layers[L - 1, A_OFF]
     for k in range(K):  # d(loss)/d(logits) = p - one_hot(label)
-        delta[aK + k] = act[aK + k]
-    delta[aK + label] -= act.dtype.type(1)
+        for b in range(nb):
+            Dl[o + k, b] = A[o + k, b]
+    for b in range(nb):
+        Dl[o + y[order[n0 + b]], b] -= A.dtype.type(1)
     for l in range(L - 1, 0, -1):
         n_in, n_out = layers[l, N_IN], layers[l, N_OUT]
-        w, b = layers[l, W_OFF] - rest0, layers[l, B_OFF] - rest0
+        w, bias = layers[l, W_OFF], layers[l, B_OFF]
         a_in, a_out = layers[l - 1, A_OFF], layers[l, A_OFF]
-        for i in range(n_in):
-            delta[a_in + i] = 0
-        for o in range(n_out):
-            d = delta[a_out + o]
-            grest[b + o] += d
+        for j in range(n_out):
+            dj = Dl[a_out + j]
+            s = g[bias + j]
+            for b in range(nb):
+                s += dj[b]
+            g[bias + j] = s
             for i in range(n_in):
-                grest[w + o * n_in + i] += d * act[a_in + i]
-                delta[a_in + i] += flat[rest0 + w + o * n_in + i] * d
-        for i in range(n_in):  # ReLU: pass the gradient where the unit was active
-            if act[a_in + i] <= 0:
-                delta[a_in + i] = 0
-    b0 = layers[0, B_OFF] - rest0
-    for h in range(H):
-        grest[b0 + h] += delta[h]
-        delta[h] *= scale
-    _sparse_first_layer_backward(g1T, delta, indptr[n], indptr[n + 1], idx, vals)
+                a = A[a_in + i]
+                s = g[w + j * n_in + i]
+                for b in range(nb):
+                    s += dj[b] * a[b]
+                g[w + j * n_in + i] = s
+        for i in range(n_in):
+            di, a = Dl[a_in + i], A[a_in + i]
+            for b in range(nb):
+                di[b] = 0
+            for j in range(n_out):
+                wji = flat[w + j * n_in + i]
+                dj = Dl[a_out + j]
+                for b in range(nb):
+                    di[b] += wji * dj[b]
+            for b in range(nb):  # ReLU: the gradient passes where the unit was active
+                if a[b] <= 0:
+                    di[b] = 0
 
 
 @njit(**NJIT_PARALLEL)
-def _chunked_pass(g1T, grest, stats, probs, flat, W1T, indptr, idx, vals, scale, y, layers,
-                  act_size, backward):
-    """Forward (and, if ``backward``, gradient accumulation) over fixed sample chunks in parallel.
+def _chunked_pass(grads, stats, probs, flat, W1p, X, scale, span, order, y, layers, act_size, block,
+                  backward):
+    """Forward (and, if ``backward``, gradient accumulation) over C fixed chunks in parallel.
 
-    stats[c] = (loss sum, number correct) of chunk c; probs (N, K) is filled when it has N rows.
-    Labels y[n] < 0 mean "no label": no loss, no gradient.
+    X, span, order: the prepared features (see the module docstring); y and probs are in the
+    caller's sample order. grads (C, P): chunk c's gradient sum (not yet divided by N; W1 in the
+    prepared column order), written only when ``backward``; stats (C, 2): chunk c's loss sum and
+    number correct; probs (N, K) is filled when it has N rows.
     """
-    N = indptr.shape[0] - 1
+    N, D = X.shape
     C = stats.shape[0]
     L = layers.shape[0]
-    K, aK = layers[L - 1, N_OUT], layers[L - 1, A_OFF]
+    K, o = layers[L - 1, N_OUT], layers[L - 1, A_OFF]
     want_probs = probs.shape[0] == N
     for c in prange(C):
         lo, hi = c * N // C, (c + 1) * N // C
-        act = np.zeros(act_size, flat.dtype)
-        delta = np.zeros(act_size, flat.dtype)
+        xf = np.empty((block, D), flat.dtype)
+        A = np.zeros((act_size, block), flat.dtype)  # activations, feature-major
+        Dl = np.zeros((act_size, block), flat.dtype)  # d(loss)/d(pre-activation), same layout
+        best = np.zeros(block, np.int64)
+        top = np.zeros(block, flat.dtype)
+        g = grads[c]
         if backward:
-            g1T[c] = 0
-            grest[c] = 0
+            g[:] = 0
         loss = 0.0
         correct = 0
-        for n in range(lo, hi):
-            _forward_sample(act, n, indptr, idx, vals, scale, W1T, flat, layers)
-            label = y[n]
-            sample_loss, guess = _softmax_xent(act, layers, label)
-            loss += sample_loss
-            correct += guess == label
+        for n0 in range(lo, hi, block):
+            nb = min(block, hi - n0)
+            _load_block(xf, X, span, n0, nb)
+            _first_layer_forward(A, xf, span, n0, nb, W1p, flat, layers, scale)
+            _dense_forward(A, nb, flat, layers)
+            block_loss, block_correct = _softmax_xent(A, nb, layers, y, order, n0, best, top)
+            loss += block_loss
+            correct += block_correct
             if want_probs:
-                for k in range(K):
-                    probs[n, k] = act[aK + k]
+                for b in range(nb):
+                    for k in range(K):
+                        probs[order[n0 + b], k] = A[o + k, b]
             if backward:
-                _backward_sample(g1T[c], grest[c], act, delta, n, label, indptr, idx, vals, scale,
-                                 flat, layers)
+                _dense_backward(g, A, Dl, nb, y, order, n0, flat, layers)
+                _first_layer_backward(g, xf, span, n0, Dl, nb, layers, scale)
         stats[c, 0] = loss
         stats[c, 1] = correct
 
 
 @njit(**NJIT_PARALLEL)
-def _reduce_gradients(grad, g1T, grest, inv_n, layers):
-    """grad (flat layout) = sum over chunks, in chunk order, divided by N."""
-    D, H = layers[0, N_IN], layers[0, N_OUT]
-    C = g1T.shape[0]
-    for d in prange(D):
-        for h in range(H):
-            s = g1T[0, d, h]
-            for c in range(1, C):
-                s += g1T[c, d, h]
-            grad[h * D + d] = s * inv_n
-    rest0 = D * H
-    for p in prange(grest.shape[1]):
-        s = grest[0, p]
+def _reduce_gradients(grad, grads, inv_n, perm, layers):
+    """grad = (sum of the chunk buffers, in chunk order) / N, with W1 back in its own column order."""
+    C = grads.shape[0]
+    D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_OFF]
+    for p in prange(grad.shape[0]):
+        s = grads[0, p]
         for c in range(1, C):
-            s += grest[c, p]
-        grad[rest0 + p] = s * inv_n
+            s += grads[c, p]
+        q = np.int64(p)  # prange's index is unsigned; mixed with int64 it would become a float
+        if w0 <= q < w0 + H * D:
+            h = (q - w0) // D
+            q = w0 + h * D + perm[q - w0 - h * D]
+        grad[q] = s * inv_n
 
 
 @njit(**NJIT)
@@ -223,16 +318,3 @@ def _update(flat, grad, lr):
     """Gradient descent: flat -= lr * grad."""
     for p in range(flat.shape[0]):
         flat[p] -= lr * grad[p]
-
-
-@njit(**NJIT)
-def _csr_rows(X, indptr, idx, vals):
-    """Fill CSR arrays (allocated by the caller from the non-zero counts) from dense rows X."""
-    for n in range(X.shape[0]):
-        k = indptr[n]
-        for d in range(X.shape[1]):
-            x = X[n, d]
-            if x != 0:
-                idx[k] = d
-                vals[k] = x
-                k += 1

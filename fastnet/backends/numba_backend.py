@@ -1,10 +1,9 @@
 """The ``numba`` backend: the reference's mathematics as fused, parallel ``@njit`` kernels.
 
-One training step is one pass over the data: for each sample, the forward pass, the softmax /
-cross-entropy gradient and the backward pass, accumulating parameter gradients per fixed chunk of
-samples; then the chunk buffers are summed in a fixed order and the update applied. Loss and
-accuracy come out of the same pass. The features are converted once per dataset to a sparse
-layout that skips zero pixels (see :mod:`fastnet.backends._numba_kernels`).
+One training step is one pass over the data: for each block of samples, the forward pass, the
+softmax / cross-entropy gradient and the backward pass, accumulating parameter gradients per fixed
+chunk of samples; then the chunk buffers are summed in a fixed order and the update applied. Loss
+and accuracy come out of the same pass (see :mod:`fastnet.backends._numba_kernels`).
 
 This module validates everything; the kernels never see unchecked input.
 """
@@ -13,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from typing import NamedTuple
-
 import numba
 import numpy as np
 
@@ -28,53 +26,50 @@ if _cache_dir:  # read-only install: cache compiled kernels in the user's cache 
 from fastnet.backends import _numba_kernels as K  # noqa: E402  (after the cache location is set)
 
 
-class SparseRows(NamedTuple):
-    """Features in CSR form, made once per (dataset, dtype)."""
+class Features(NamedTuple):
+    """Features as the kernels read them, made once per (dataset, dtype); see _numba_kernels."""
 
-    indptr: np.ndarray
-    idx: np.ndarray
-    vals: np.ndarray
+    X: np.ndarray  # (N, D) C-contiguous: uint8 stays uint8 (the 1/255 is applied inside), or floats
     scale: np.generic  # 1/255 for uint8 pixels, 1 for floats
+    perm: np.ndarray  # (D,) column order: most often non-zero first
+    span: np.ndarray  # (N,) 1 + position of each row's last non-zero pixel in that order
+    order: np.ndarray  # (N,) the caller's row of each prepared row
 
-    @property
-    def n(self):
-        return self.indptr.shape[0] - 1
 
-
-def sparse_rows(X, dtype):
-    """The non-zero pixels of X (validated, uint8 or float) in CSR form for the kernels."""
-    counts = np.count_nonzero(X, axis=1)
-    indptr = np.zeros(X.shape[0] + 1, np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    idx_type = np.uint16 if X.shape[1] <= np.iinfo(np.uint16).max else np.int32
-    val_type = np.uint8 if X.dtype == np.uint8 else dtype
-    idx = np.empty(indptr[-1], idx_type)
-    vals = np.empty(indptr[-1], val_type)
-    K._csr_rows(X, indptr, idx, vals)
-    scale = dtype.type(1 / 255) if X.dtype == np.uint8 else dtype.type(1)
-    return SparseRows(indptr, idx, vals, scale)
+def kernel_features(X, dtype):
+    """Prepare validated features for the kernels: reorder pixel columns by how often they are
+    non-zero, and within each fixed chunk order samples by span, so loops can stop early."""
+    N, D = X.shape
+    nonzero = X != 0
+    perm = np.argsort(-np.count_nonzero(nonzero, axis=0), kind="stable")
+    nonzero = nonzero[:, perm]
+    span = np.where(nonzero.any(axis=1), D - np.argmax(nonzero[:, ::-1], axis=1), 0)
+    order = np.empty(N, np.int64)
+    C = config.N_CHUNKS
+    for c in range(C):  # within a chunk only: chunks stay the same size and equally costly
+        lo, hi = c * N // C, (c + 1) * N // C
+        order[lo:hi] = lo + np.argsort(-span[lo:hi], kind="stable")
+    rows = X[order][:, perm]
+    if X.dtype == np.uint8:
+        return Features(np.ascontiguousarray(rows), dtype.type(1 / 255), perm, span[order], order)
+    return Features(np.ascontiguousarray(rows, dtype=dtype), dtype.type(1), perm, span[order], order)
 
 
 class Workspace:
     """Buffers for one (sizes, dtype), allocated once and reused by every call."""
 
     def __init__(self, sizes, dtype):
-        D, H = sizes[0], sizes[1]
-        Hp = -(-H // config.LANES) * config.LANES
-        widths = [Hp, *sizes[2:]]
         rows, offset, act_offset = [], 0, 0
-        for (n_in, n_out), width in zip(zip(sizes[:-1], sizes[1:]), widths):
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
             rows.append([n_in, n_out, offset, offset + n_in * n_out, act_offset])
             offset += n_in * n_out + n_out
-            act_offset += width
+            act_offset += n_out
         self.layers = np.array(rows, np.int64)
         self.act_size = act_offset
-        C = config.N_CHUNKS
-        self.W1T = np.zeros((D, Hp), dtype)
-        self.g1T = np.zeros((C, D, Hp), dtype)
-        self.grest = np.zeros((C, offset - D * H), dtype)
+        self.grads = np.zeros((config.N_CHUNKS, offset), dtype)
+        self.W1p = np.zeros((sizes[1], sizes[0]), dtype)
         self.grad = np.zeros(offset, dtype)
-        self.stats = np.zeros((C, 2), np.float64)
+        self.stats = np.zeros((config.N_CHUNKS, 2), np.float64)
         self.no_probs = np.zeros((0, sizes[-1]), dtype)
 
 
@@ -99,34 +94,35 @@ class NumbaBackend(Backend):
 
     def _inputs(self, net, X, y, need_labels):
         data, y = as_dataset(X, y, net, need_labels)
-        rows = data.prepared(("numba", net.dtype.name), lambda X: sparse_rows(X, net.dtype))
+        features = data.prepared(("numba", net.dtype.name), lambda X: kernel_features(X, net.dtype))
         if y is None:
-            y = np.full(rows.n, -1, np.int64)
-        return rows, y
+            y = np.full(len(features.X), -1, np.int64)  # "no label": forward only
+        return features, y
 
-    def _pass(self, net, rows, y, ws, backward, probs=None):
-        K._transpose_first_layer(ws.W1T, net.flat, ws.layers)
-        K._chunked_pass(ws.g1T, ws.grest, ws.stats, ws.no_probs if probs is None else probs,
-                        net.flat, ws.W1T, rows.indptr, rows.idx, rows.vals, rows.scale, y,
-                        ws.layers, ws.act_size, backward)
-        return StepResult(float(ws.stats[:, 0].sum() / rows.n), float(ws.stats[:, 1].sum() / rows.n))
+    def _pass(self, net, f, y, ws, backward, probs=None):
+        K._gather_first_layer(ws.W1p, net.flat, f.perm, ws.layers)
+        K._chunked_pass(ws.grads, ws.stats, ws.no_probs if probs is None else probs, net.flat, ws.W1p,
+                        f.X, f.scale, f.span, f.order, y, ws.layers, ws.act_size, config.BLOCK,
+                        backward)
+        n = len(f.X)
+        return StepResult(float(ws.stats[:, 0].sum() / n), float(ws.stats[:, 1].sum() / n))
 
     def forward(self, net, X):
-        rows, y = self._inputs(net, X, None, need_labels=False)
-        probs = np.empty((rows.n, net.sizes[-1]), net.dtype)
-        self._pass(net, rows, y, self._workspace(net), backward=False, probs=probs)
+        features, y = self._inputs(net, X, None, need_labels=False)
+        probs = np.empty((len(y), net.sizes[-1]), net.dtype)
+        self._pass(net, features, y, self._workspace(net), backward=False, probs=probs)
         return probs
 
     def evaluate(self, net, X, y=None):
-        rows, y = self._inputs(net, X, y, need_labels=True)
-        return self._pass(net, rows, y, self._workspace(net), backward=False)
+        features, y = self._inputs(net, X, y, need_labels=True)
+        return self._pass(net, features, y, self._workspace(net), backward=False)
 
     def gradients(self, net, X, y=None):
-        rows, y = self._inputs(net, X, y, need_labels=True)
+        features, y = self._inputs(net, X, y, need_labels=True)
         ws = self._workspace(net)
-        self._pass(net, rows, y, ws, backward=True)
+        self._pass(net, features, y, ws, backward=True)
         grad = np.empty_like(net.flat)
-        K._reduce_gradients(grad, ws.g1T, ws.grest, net.dtype.type(1 / rows.n), ws.layers)
+        K._reduce_gradients(grad, ws.grads, net.dtype.type(1 / len(y)), features.perm, ws.layers)
         return unflatten(grad, net.sizes)
 
     def update(self, net, grads, lr):
@@ -134,10 +130,10 @@ class NumbaBackend(Backend):
 
     def step(self, net, X, y=None, lr=0.1):
         lr = net.dtype.type(check_lr(lr))
-        rows, y = self._inputs(net, X, y, need_labels=True)
+        features, y = self._inputs(net, X, y, need_labels=True)
         ws = self._workspace(net)
-        result = self._pass(net, rows, y, ws, backward=True)
-        K._reduce_gradients(ws.grad, ws.g1T, ws.grest, net.dtype.type(1 / rows.n), ws.layers)
+        result = self._pass(net, features, y, ws, backward=True)
+        K._reduce_gradients(ws.grad, ws.grads, net.dtype.type(1 / len(y)), features.perm, ws.layers)
         K._update(net.flat, ws.grad, lr)
         return result
 
