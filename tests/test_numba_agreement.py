@@ -116,3 +116,26 @@ def test_threads_outside_the_pool_are_refused():
         FAST.set_threads(0)
     with pytest.raises(ValueError, match="threads must be between 1 and"):
         FAST.set_threads(numba.config.NUMBA_NUM_THREADS + 1)
+
+
+# ------------------------------------------------------------------ kernel pieces
+
+def test_vectorised_exp_is_accurate_over_the_whole_nonpositive_range():
+    from fastnet.backends._numba_kernels import _exp_nonpositive
+
+    x = np.concatenate([-np.linspace(0, 70, 10001), [-64.0, -64.5, -100.0, -745.0, -1000.0]])
+    out = np.empty_like(x)
+    _exp_nonpositive(out, x, len(x))
+    np.testing.assert_allclose(out, np.exp(x), rtol=3e-14, atol=0)
+    x32 = x.astype(np.float32)
+    out32 = np.empty_like(x32)
+    _exp_nonpositive(out32, x32, len(x32))
+    np.testing.assert_allclose(out32, np.exp(x32.astype(np.float64)), rtol=2e-5, atol=1e-45)
+
+
+def test_float64_agreement_with_saturated_softmax():
+    sizes = (784, 10, 10)
+    X, y = random_problem(45, sizes, seed=3)
+    net = fastnet.Network.init(sizes, seed=2)
+    net.flat *= 40  # logits hundreds apart: probabilities underflow, exp inputs far below -64
+    assert_stages_agree(net, X, y, TOLERANCES["float64"])
