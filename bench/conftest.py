@@ -1,6 +1,6 @@
 """Benchmark fixtures, and the speed targets checked at the end of a timed run.
 
-Targets are ratios of means measured in the same run, never absolute times. After a timed run
+Targets are ratios of medians measured in the same run, never absolute times. After a timed run
 (`--benchmark-only`) the summary prints every ratio; a missed target fails the run. Untimed runs
 (`--benchmark-disable`) check agreement only.
 """
@@ -16,7 +16,7 @@ from fastnet.benchmarks import SCALING_CASES, Case
 from fastnet.data import load_mnist, split_dev
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-RESULTS = {}  # Case -> mean seconds per step, filled by each timed benchmark
+RESULTS = {}  # Case -> median seconds per step, filled by each timed benchmark
 
 TARGETS = [  # (faster case, slower case, minimum speed-up, what it is)
     (Case("numba", "float32"), Case("numpy", "float64"), 8.0, "numba f32 vs numpy f64, 784-10-10"),
@@ -61,7 +61,7 @@ def target_report():
 def pytest_terminal_summary(terminalreporter):
     rows = target_report()
     if rows:
-        terminalreporter.section("fastnet speed targets (ratios of means in this run)")
+        terminalreporter.section("fastnet speed targets (ratios of medians in this run)")
         for line, met in rows:
             terminalreporter.line(("met     " if met else "MISSED  ") + line)
 

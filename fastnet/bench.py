@@ -1,0 +1,147 @@
+"""Backends side by side on this machine: ``python -m fastnet.bench``.
+
+Prints ms/step, samples/s and the speed-up over the float64 numpy reference for every case of
+:mod:`fastnet.benchmarks` (each checked against the reference before it is timed), the start-up
+time of the numba backend with an empty and with a warm kernel cache, and optionally draws a bar
+chart. ``--markdown`` prints the table the README shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from fastnet.benchmarks import MAIN_CASES, SCALING_CASES, WIDE_CASES, Case, check_agreement, time_case
+
+STARTUP_SCRIPT = """
+import time; t0 = time.perf_counter()
+import numpy as np, fastnet
+X = np.random.default_rng(0).integers(0, 256, (1000, 784)).astype(np.uint8); y = np.arange(1000) % 10
+fastnet.get_backend("numba").step(fastnet.Network.init(dtype="{dtype}"), X, y, lr=0.1)
+print(time.perf_counter() - t0)
+"""
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import llvmlite.binding as llvm
+    import numba
+    import numpy
+
+    return (f"{cpu} ({llvm.get_host_cpu_name()}), {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"numpy {numpy.__version__}, numba {numba.__version__}")
+
+
+def startup_seconds(dtype="float32", cache_dir=None):
+    """Wall time of a fresh process from start to its first numba step finished."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir) if cache_dir else None
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", STARTUP_SCRIPT.format(dtype=dtype)],
+                          capture_output=True, text=True, env=env, check=True)
+    float(done.stdout.strip())  # the child ran to its end
+    return time.perf_counter() - start
+
+
+def measure(cases, X, y, rounds, progress=True):
+    """{case: median seconds per step} for every case, after checking its agreement."""
+    results = {}
+    for case in cases:
+        if progress:
+            print(f"  {case.group:28s} {case.label:22s}", end="", flush=True, file=sys.stderr)
+        check_agreement(case, X, y)
+        times = time_case(case, X, y, rounds=rounds if case.hidden <= 10 else max(3, rounds // 4))
+        results[case] = statistics.median(times)
+        if progress:
+            print(f"{results[case] * 1e3:9.1f} ms", file=sys.stderr)
+    return results
+
+
+def table(results, X):
+    """Rows of (group, backend, ms/step, samples/s, speed-up over numpy float64 of the same shape)."""
+    rows = []
+    for case, seconds in results.items():
+        n = case.n or len(X)
+        base = results.get(Case("numpy", "float64", case.hidden, case.n))
+        speedup = f"{base / seconds:.1f}x" if base else ""
+        rows.append((case.group, case.label, f"{seconds * 1e3:.1f}", f"{n / seconds:,.0f}", speedup))
+    return rows
+
+
+def print_table(rows, markdown):
+    head = ("case", "backend", "ms/step", "samples/s", "vs numpy f64")
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "|".join(["---"] * 2 + ["---:"] * 3) + "|")
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+        return
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    for r in [head, *rows]:
+        print("  ".join(str(x).ljust(w) if i < 2 else str(x).rjust(w) for i, (x, w) in enumerate(zip(r, widths))))
+
+
+def bar_chart(results, path):
+    from fastnet.plots import require_matplotlib
+
+    plt = require_matplotlib()
+    cases = [c for c in results if c.n is None]
+    labels = [f"{c.group}\n{c.label}" for c in cases]
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(cases) + 1.5))
+    ax.barh(labels, [results[c] * 1e3 for c in cases],
+            color=["tab:orange" if c.backend == "numba" else "tab:blue" for c in cases])
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per full-batch step (59,000 MNIST images; lower is better)")
+    ax.set_title("fastnet backends on this machine")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fastnet.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", help="folder with MNIST (default: $FASTNET_DATA_DIR or ./data)")
+    p.add_argument("--rounds", type=int, default=15, help="timed steps per case (hidden 128: a quarter)")
+    p.add_argument("--quick", action="store_true", help="only the 784-10-10 cases")
+    p.add_argument("--no-startup", action="store_true", help="skip the cold/warm start-up measurement")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README)")
+    p.add_argument("--chart", metavar="PNG", help="also draw a bar chart")
+    args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
+
+    from fastnet.data import load_mnist, split_dev
+
+    mnist = load_mnist(args.data_dir)
+    split = split_dev(mnist.train_images, mnist.train_labels, seed=0)
+    X, y = split.X_train, split.y_train
+    cases = MAIN_CASES if args.quick else MAIN_CASES + WIDE_CASES + SCALING_CASES
+    print(f"fastnet benchmark on {machine()}", file=sys.stderr)
+    results = measure(cases, X, y, args.rounds)
+    print(f"\nMedian of {args.rounds} full-batch steps per case on {len(X):,} MNIST training images "
+          f"(the seed split), after one untimed warm-up step; {machine()}.\n")
+    print_table(table(results, X), args.markdown)
+    if not args.no_startup:
+        with tempfile.TemporaryDirectory() as cache:
+            cold = startup_seconds(cache_dir=cache)
+            warm = startup_seconds(cache_dir=cache)
+        print(f"\nnumba start-up, process start to first step finished: {cold:.1f} s with an empty "
+              f"kernel cache (compiling), {warm:.1f} s with a warm cache.")
+    if args.chart:
+        bar_chart(results, args.chart)
+        print(f"drew {args.chart}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

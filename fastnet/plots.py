@@ -1,0 +1,58 @@
+"""Pictures: training curves, misclassified digits, benchmark bars. matplotlib is an optional extra
+(`pip install "fastnet[plot]"`); without it these raise ImportError with that instruction."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def require_matplotlib():
+    """matplotlib.pyplot with a file-only backend, or ImportError saying how to install it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError('pictures need matplotlib: pip install "fastnet[plot]" (or pip install matplotlib)') from None
+    matplotlib.use("Agg")  # files only: works without a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(history, path):
+    """Loss and train/dev accuracy per iteration (dev only where it was evaluated)."""
+    plt = require_matplotlib()
+    steps = np.arange(1, history.steps + 1)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(steps, history.loss, color="tab:red")
+    ax_loss.set(xlabel="iteration", ylabel="cross-entropy loss", title="training loss")
+    ax_acc.plot(steps, history.accuracy, label="train")
+    if history.dev_accuracy:
+        its, accs = zip(*history.dev_accuracy)
+        ax_acc.plot(its, accs, label="dev")
+    ax_acc.set(xlabel="iteration", ylabel="accuracy", title="accuracy", ylim=(0, 1))
+    ax_acc.legend()
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_mistakes(images, true, predicted, path, limit=36, side=28):
+    """A grid of misclassified digits titled 'true → predicted'; returns how many were drawn."""
+    plt = require_matplotlib()
+    wrong = np.flatnonzero(np.asarray(true) != np.asarray(predicted))[:limit]
+    cols = 6
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.8), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), wrong):
+        ax.imshow(np.asarray(images[i]).reshape(side, side), cmap="gray_r")
+        ax.set_title(f"{true[i]} \u2192 {predicted[i]}", fontsize=10, color="tab:red")
+    fig.suptitle(f"{len(wrong)} misclassified digits (true \u2192 predicted)" if len(wrong)
+                 else "no misclassified digits")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return len(wrong)
