@@ -16,10 +16,17 @@ from pathlib import Path
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 NJIT = dict(fastmath=FASTMATH, cache=True, nogil=True, error_model="numpy", boundscheck=False)
 NJIT_PARALLEL = dict(NJIT, parallel=True)
-# Samples are split into this many fixed chunks, each with its own gradient buffer, summed in a
-# fixed order. The split does not depend on the thread count, so results are bit-identical for
-# any number of threads; 16 keeps up to 16 cores busy while the buffers stay small.
+# Samples are split into fixed chunks, each with its own gradient buffer, summed in a fixed order.
+# The split depends only on N, never on the thread count, so results are bit-identical for any
+# number of threads. At most N_CHUNKS (keeps up to 16 cores busy), and at least MIN_CHUNK_SAMPLES
+# samples per chunk, so a small mini-batch does not pay for zeroing and summing 16 buffers.
 N_CHUNKS = 16
+MIN_CHUNK_SAMPLES = 512
+
+
+def n_chunks(n_samples):
+    """How many chunks a pass over ``n_samples`` samples uses."""
+    return max(1, min(N_CHUNKS, n_samples // MIN_CHUNK_SAMPLES))
 
 # Each chunk is processed in blocks of this many samples. A block's pixels are converted to floats
 # once (32 x 784 float64 = 200 KB, inside the 512 KB L2) and used by the forward and backward

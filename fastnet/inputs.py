@@ -88,6 +88,7 @@ class Dataset:
         self.y = None if y is None else check_labels(y, self.X.shape[0], n_classes)
         self.n_classes = n_classes
         self._prepared = {}
+        self._parent = None  # (Dataset, row indices) for a subset
 
     def __len__(self):
         return self.X.shape[0]
@@ -96,10 +97,26 @@ class Dataset:
     def n_inputs(self):
         return self.X.shape[1]
 
-    def prepared(self, key, make):
-        """The backend preparation stored under ``key``, made by ``make(X)`` on first use."""
+    def subset(self, rows):
+        """The samples at ``rows`` (an index array), already validated; backends derive their
+        preparation from this dataset's instead of starting again (mini-batches)."""
+        child = object.__new__(Dataset)
+        child.X = self.X[rows]
+        child.y = None if self.y is None else self.y[rows]
+        child.n_classes = self.n_classes
+        child._prepared = {}
+        child._parent = (self, rows)
+        return child
+
+    def prepared(self, key, make, take=None):
+        """The backend preparation stored under ``key``: ``make(X)`` on first use or, for a subset
+        when ``take`` is given, ``take(parent's preparation, rows)``."""
         if key not in self._prepared:
-            self._prepared[key] = make(self.X)
+            if self._parent is not None and take is not None:
+                parent, rows = self._parent
+                self._prepared[key] = take(parent.prepared(key, make, take), rows)
+            else:
+                self._prepared[key] = make(self.X)
         return self._prepared[key]
 
 

@@ -99,8 +99,7 @@ def _batches(data, batch_size, seed):
     def epoch():
         order = rng.permutation(len(data))
         for start in range(0, len(data), batch_size):
-            idx = order[start:start + batch_size]
-            yield Dataset(data.X[idx], data.y[idx], n_classes=data.n_classes)
+            yield data.subset(order[start:start + batch_size])
 
     return epoch
 

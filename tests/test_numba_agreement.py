@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import fastnet
+from fastnet import config
 from fastnet.config import TOLERANCES
 from tests.helpers import random_problem
 
@@ -65,8 +66,14 @@ ODD_CASES = {
 }
 
 
+@pytest.fixture
+def many_chunks(monkeypatch):
+    """Chunks of one sample: small N then really is split into up to N_CHUNKS chunks."""
+    monkeypatch.setattr(config, "MIN_CHUNK_SAMPLES", 1)
+
+
 @pytest.mark.parametrize("case", list(ODD_CASES))
-def test_float64_stages_on_awkward_shapes(case):
+def test_float64_stages_on_awkward_shapes(case, many_chunks):
     n, sizes, kind, zeros = ODD_CASES[case]
     X, y = random_problem(n, sizes, seed=n, kind=kind, zero_rows=zeros)
     net = fastnet.Network.init(sizes, seed=1)
@@ -82,7 +89,7 @@ def test_float32_numba_matches_float64_reference(seed_split):
     assert_stages_agree(net64.astype("float32"), X, y, TOLERANCES["float32"], ref_net=net64)
 
 
-def test_float32_awkward_shapes_match_float64_reference():
+def test_float32_awkward_shapes_match_float64_reference(many_chunks):
     for case in ("N=37 (not a multiple of the chunk count)", "hidden width 13, two hidden layers"):
         n, sizes, kind, zeros = ODD_CASES[case]
         X, y = random_problem(n, sizes, seed=n, kind=kind, zero_rows=zeros)

@@ -349,15 +349,18 @@ def _reduce_gradients(grad, grads, inv_n, perm, layers):
     """grad = (sum of the chunk buffers, in chunk order) / N, with W1 back in its own column order."""
     C = grads.shape[0]
     D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_OFF]
-    for p in prange(grad.shape[0]):
+    for h in prange(H):
+        r = w0 + h * D
+        for j in range(D):
+            s = grads[0, r + j]
+            for c in range(1, C):
+                s += grads[c, r + j]
+            grad[r + perm[j]] = s * inv_n
+    for p in prange(w0 + H * D, grad.shape[0]):
         s = grads[0, p]
         for c in range(1, C):
             s += grads[c, p]
-        q = np.int64(p)  # prange's index is unsigned; mixed with int64 it would become a float
-        if w0 <= q < w0 + H * D:
-            h = (q - w0) // D
-            q = w0 + h * D + perm[q - w0 - h * D]
-        grad[q] = s * inv_n
+        grad[p] = s * inv_n
 
 
 @njit(**NJIT)

@@ -34,25 +34,41 @@ class Features(NamedTuple):
     perm: np.ndarray  # (D,) column order: most often non-zero first
     span: np.ndarray  # (N,) 1 + position of each row's last non-zero pixel in that order
     order: np.ndarray  # (N,) the caller's row of each prepared row
+    position: np.ndarray  # (N,) the prepared row of each caller's row (order's inverse)
 
 
 def kernel_features(X, dtype):
     """Prepare validated features for the kernels: reorder pixel columns by how often they are
     non-zero, and within each fixed chunk order samples by span, so loops can stop early."""
-    N, D = X.shape
+    D = X.shape[1]
     nonzero = X != 0
     perm = np.argsort(-np.count_nonzero(nonzero, axis=0), kind="stable")
     nonzero = nonzero[:, perm]
     span = np.where(nonzero.any(axis=1), D - np.argmax(nonzero[:, ::-1], axis=1), 0)
+    cols = X[:, perm]
+    if X.dtype != np.uint8:
+        cols = cols.astype(dtype)
+    return _sorted_by_span(cols, span, perm, dtype.type(1 / 255) if X.dtype == np.uint8 else dtype.type(1))
+
+
+def subset_features(f, rows):
+    """Features of the caller's rows ``rows`` of an already prepared dataset (a mini-batch):
+    the same column order, no new pass over the pixels."""
+    at = f.position[rows]
+    return _sorted_by_span(f.X[at], f.span[at], f.perm, f.scale)
+
+
+def _sorted_by_span(X, span, perm, scale):
+    """Features with samples ordered by span within each fixed chunk (chunks stay equally costly)."""
+    N = len(X)
     order = np.empty(N, np.int64)
-    C = config.N_CHUNKS
-    for c in range(C):  # within a chunk only: chunks stay the same size and equally costly
+    C = config.n_chunks(N)
+    for c in range(C):
         lo, hi = c * N // C, (c + 1) * N // C
         order[lo:hi] = lo + np.argsort(-span[lo:hi], kind="stable")
-    rows = X[order][:, perm]
-    if X.dtype == np.uint8:
-        return Features(np.ascontiguousarray(rows), dtype.type(1 / 255), perm, span[order], order)
-    return Features(np.ascontiguousarray(rows, dtype=dtype), dtype.type(1), perm, span[order], order)
+    position = np.empty_like(order)
+    position[order] = np.arange(N)
+    return Features(np.ascontiguousarray(X[order]), scale, perm, span[order], order, position)
 
 
 class Workspace:
@@ -94,18 +110,25 @@ class NumbaBackend(Backend):
 
     def _inputs(self, net, X, y, need_labels):
         data, y = as_dataset(X, y, net, need_labels)
-        features = data.prepared(("numba", net.dtype.name), lambda X: kernel_features(X, net.dtype))
+        features = data.prepared(("numba", net.dtype.name), lambda X: kernel_features(X, net.dtype),
+                                 take=subset_features)
         if y is None:
             y = np.full(len(features.X), -1, np.int64)  # "no label": forward only
         return features, y
 
     def _pass(self, net, f, y, ws, backward, probs=None):
-        K._gather_first_layer(ws.W1p, net.flat, f.perm, ws.layers)
-        K._chunked_pass(ws.grads, ws.stats, ws.no_probs if probs is None else probs, net.flat, ws.W1p,
-                        f.X, f.scale, f.span, f.order, y, ws.layers, ws.act_size, config.BLOCK,
-                        backward)
         n = len(f.X)
-        return StepResult(float(ws.stats[:, 0].sum() / n), float(ws.stats[:, 1].sum() / n))
+        C = config.n_chunks(n)  # the same split _sorted_by_span ordered the samples within
+        K._gather_first_layer(ws.W1p, net.flat, f.perm, ws.layers)
+        K._chunked_pass(ws.grads[:C], ws.stats[:C], ws.no_probs if probs is None else probs, net.flat,
+                        ws.W1p, f.X, f.scale, f.span, f.order, y, ws.layers, ws.act_size,
+                        config.BLOCK, backward)
+        return StepResult(float(ws.stats[:C, 0].sum() / n), float(ws.stats[:C, 1].sum() / n))
+
+    def _reduce(self, grad, ws, net, features):
+        C = config.n_chunks(len(features.X))
+        K._reduce_gradients(grad, ws.grads[:C], net.dtype.type(1 / len(features.X)), features.perm,
+                            ws.layers)
 
     def forward(self, net, X):
         features, y = self._inputs(net, X, None, need_labels=False)
@@ -122,7 +145,7 @@ class NumbaBackend(Backend):
         ws = self._workspace(net)
         self._pass(net, features, y, ws, backward=True)
         grad = np.empty_like(net.flat)
-        K._reduce_gradients(grad, ws.grads, net.dtype.type(1 / len(y)), features.perm, ws.layers)
+        self._reduce(grad, ws, net, features)
         return unflatten(grad, net.sizes)
 
     def update(self, net, grads, lr):
@@ -133,7 +156,7 @@ class NumbaBackend(Backend):
         features, y = self._inputs(net, X, y, need_labels=True)
         ws = self._workspace(net)
         result = self._pass(net, features, y, ws, backward=True)
-        K._reduce_gradients(ws.grad, ws.grads, net.dtype.type(1 / len(y)), features.perm, ws.layers)
+        self._reduce(ws.grad, ws, net, features)
         K._update(net.flat, ws.grad, lr)
         return result
 

@@ -66,7 +66,8 @@ class NumpyBackend(Backend):
 
     def _inputs(self, net, X, y, need_labels):
         data, y = as_dataset(X, y, net, need_labels)
-        A0 = data.prepared(("numpy", net.dtype.name), lambda X: features(X, net.dtype))
+        A0 = data.prepared(("numpy", net.dtype.name), lambda X: features(X, net.dtype),
+                           take=lambda A, rows: A[rows])
         return A0, y
 
     def forward(self, net, X):
