@@ -32,19 +32,28 @@ def save_network(path, net, **metadata):
 def load_network(path):
     """(Network, metadata dict) from a file written by :func:`save_network`; ValueError otherwise."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not hasattr(z, "files") or "format" not in z.files or str(z["format"]) != FORMAT:
-                raise ValueError(f"{path}: not a fastnet model file")
-            version = int(z["version"])
-            if version > VERSION:
-                raise ValueError(f"{path}: model format version {version} is newer than this fastnet reads")
-            net = Network(tuple(int(s) for s in z["sizes"]), z["flat"].copy())
-            metadata = json.loads(str(z["metadata"]))
+        archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such model file") from None
-    except (OSError, zipfile.BadZipFile, KeyError, EOFError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable fastnet model file ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: not a readable fastnet model file ({_first_line(exc)})") from None
+    with archive as z:
+        if not hasattr(z, "files") or "format" not in z.files or str(z["format"]) != FORMAT:
+            raise ValueError(f"{path}: not a fastnet model file (no '{FORMAT}' tag)")
+        try:
+            version = int(z["version"])
+            if version > VERSION:
+                raise ValueError(f"model format version {version} is newer than this fastnet reads")
+            net = Network(tuple(int(s) for s in z["sizes"]), z["flat"].copy())
+            metadata = json.loads(str(z["metadata"]))
+        except (KeyError, ValueError, OSError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path}: {_first_line(exc)}") from None
     return net, metadata
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _jsonable(value):

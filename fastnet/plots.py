@@ -19,17 +19,17 @@ def require_matplotlib():
 
 
 def plot_curves(history, path):
-    """Loss and train/dev accuracy per iteration (dev only where it was evaluated)."""
+    """Loss and train accuracy per step, dev accuracy where it was evaluated."""
     plt = require_matplotlib()
     steps = np.arange(1, history.steps + 1)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(steps, history.loss, color="tab:red")
-    ax_loss.set(xlabel="iteration", ylabel="cross-entropy loss", title="training loss")
-    ax_acc.plot(steps, history.accuracy, label="train")
+    ax_loss.set(xlabel="step", ylabel="cross-entropy loss", title="training loss")
+    ax_acc.plot(steps, history.accuracy, label="train (batch, before each update)")
     if history.dev_accuracy:
         its, accs = zip(*history.dev_accuracy)
-        ax_acc.plot(its, accs, label="dev")
-    ax_acc.set(xlabel="iteration", ylabel="accuracy", title="accuracy", ylim=(0, 1))
+        ax_acc.plot(its, accs, "o-" if len(its) < 50 else "-", label="dev")
+    ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy", ylim=(0, 1))
     ax_acc.legend()
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)

@@ -31,7 +31,7 @@ class History:
 
     loss: list = field(default_factory=list)
     accuracy: list = field(default_factory=list)
-    dev_accuracy: list = field(default_factory=list)  # (iteration, accuracy) pairs
+    dev_accuracy: list = field(default_factory=list)  # (step, accuracy) pairs
     first_step_seconds: float = 0.0
     seconds: float = 0.0  # all steps after the first
 
@@ -78,7 +78,7 @@ def fit(net, X, y=None, iterations=500, lr=0.1, backend=None, batch_size=None, s
                     history.first_step_seconds, start = now - start, now
             history.seconds = time.perf_counter() - start
             if dev is not None and eval_every and (it % eval_every == 0 or it == iterations):
-                history.dev_accuracy.append((it, backend.evaluate(net, dev).accuracy))
+                history.dev_accuracy.append((history.steps, backend.evaluate(net, dev).accuracy))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{history.loss[-1]:.4f}", acc=f"{history.accuracy[-1]:.4f}")

@@ -142,6 +142,40 @@ def _progress_bar(path, progress):
     return tqdm(desc=f"parsing {path.name} (once; cached after)", unit=" rows", leave=False)
 
 
+def load_inputs(path, labels_path=None, progress=False):
+    """(images (N, D) uint8, labels (N,) or None) from one file a user points at: a CSV (label
+    column optional, header optional) or an IDX images file. For IDX, labels come from
+    ``labels_path`` or, if present, the matching labels file beside it (train-images -> train-labels)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix.lower() == ".csv":
+        if labels_path:
+            raise ValueError("--labels goes with an IDX images file; a CSV carries its own label column")
+        bar = _progress_bar(path, progress)
+        try:
+            return read_csv(path, str(path), progress=bar.update if bar else None)
+        finally:
+            if bar:
+                bar.close()
+    images = read_idx(path)
+    if images.ndim != 3:
+        raise DataError(f"{path}: holds labels, not images")
+    images = images.reshape(len(images), -1)
+    if labels_path is None:
+        sibling = path.with_name(path.name.replace("images-idx3", "labels-idx1"))
+        labels_path = sibling if sibling != path and sibling.is_file() else None
+    if labels_path is None:
+        return images, None
+    labels = read_idx(labels_path)
+    if labels.ndim != 1:
+        raise DataError(f"{labels_path}: holds images, not labels")
+    if len(labels) != len(images):
+        raise DataError(f"{path} has {len(images)} images but {labels_path} has {len(labels)} labels")
+    check_labels_file(labels, labels_path)
+    return images, labels
+
+
 def split_dev(images, labels, seed=0, dev_size=DEV_SIZE):
     """Shuffle with ``seed`` like the seed notebook, then the first ``dev_size`` rows are the dev set."""
     if not 0 < dev_size < len(images):
@@ -151,4 +185,4 @@ def split_dev(images, labels, seed=0, dev_size=DEV_SIZE):
     return Split(images[train], labels[train], images[dev], labels[dev])
 
 
-__all__ = ["DataError", "MNIST", "Split", "data_dir", "load_mnist", "load_split", "split_dev"]
+__all__ = ["DataError", "MNIST", "Split", "data_dir", "load_inputs", "load_mnist", "load_split", "split_dev"]

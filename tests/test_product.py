@@ -1,0 +1,190 @@
+"""A finished tool: models on disk, predictions, pictures, mini-batches, the benchmark report."""
+
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+import fastnet
+from fastnet.data import split_dev
+from fastnet.data.formats import csv_text, idx_bytes
+from fastnet.predict import confusion_matrix
+from fastnet.training import fit
+from tests.helpers import random_problem
+
+
+def png_size(path):
+    """(width, height) of a PNG file, checking its signature and header chunk."""
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and zlib.crc32(data[12:16 + length]) == struct.unpack(">I", data[16 + length:20 + length])[0]
+    return struct.unpack(">II", data[16:24])
+
+
+def run(module, *args):
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600)
+
+
+# ------------------------------------------------------------------ models on disk
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_saved_model_reloads_to_identical_predictions(tmp_path, dtype):
+    sizes = (784, 16, 8, 10)
+    X, y = random_problem(50, sizes, seed=0)
+    net = fastnet.Network.init(sizes, seed=3, dtype=dtype)
+    fit(net, X, y, iterations=3, backend="numpy", progress=False)
+    net.save(tmp_path / "m.npz", dev_accuracy=0.5, note="hi")
+    back = fastnet.Network.load(tmp_path / "m.npz")
+    assert back.sizes == sizes and back.dtype == net.dtype
+    np.testing.assert_array_equal(back.flat, net.flat)
+    for name in ("numpy", "numba"):
+        backend = fastnet.get_backend(name)
+        np.testing.assert_array_equal(backend.forward(back, X), backend.forward(net, X))
+    from fastnet.model_file import load_network
+
+    assert load_network(tmp_path / "m.npz")[1] == {"dev_accuracy": 0.5, "note": "hi"}
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a zip at all", "not a readable fastnet model file"),
+    (None, "not a fastnet model file"),
+])
+def test_loading_the_wrong_kind_of_file_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.npz"
+    if content is None:
+        np.savez(path, weights=np.zeros(3))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        fastnet.Network.load(path)
+
+
+def test_loading_a_model_whose_shapes_disagree_is_a_clear_error(tmp_path):
+    net = fastnet.Network.init((5, 3, 2))
+    net.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as z:
+        parts = dict(z)
+    parts["sizes"] = np.array([5, 4, 2])
+    np.savez(tmp_path / "m.npz", **parts)
+    with pytest.raises(ValueError, match="need .* parameters"):
+        fastnet.Network.load(tmp_path / "m.npz")
+
+
+# ------------------------------------------------------------------ predictions and pictures
+
+@pytest.fixture(scope="module")
+def trained(mnist_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trained")
+    done = run("fastnet.train", "--iterations", "60", "--data-dir", str(mnist_dir), "--no-progress",
+               "--save", str(folder / "model.npz"), "--plot", str(folder / "curves.png"))
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def test_training_draws_curves_png(trained):
+    assert png_size(trained / "curves.png") == (1000, 400)
+
+
+def test_predict_on_labelled_csv_reports_accuracy_and_confusion(trained, mnist, tmp_path):
+    images, labels = mnist.test_images[:300], mnist.test_labels[:300]
+    (tmp_path / "mnist_test.csv").write_text(csv_text(images, labels))
+    done = run("fastnet.predict", "--model", str(trained / "model.npz"), str(tmp_path / "mnist_test.csv"),
+               "--show-mistakes", str(tmp_path / "mistakes.png"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "index,prediction" and len(lines) == 301
+    predicted = np.array([int(l.split(",")[1]) for l in lines[1:]])
+    net = fastnet.Network.load(trained / "model.npz")
+    np.testing.assert_array_equal(predicted, fastnet.get_backend("numpy").predict(net, images))
+    accuracy = np.mean(predicted == labels)
+    assert f"accuracy {accuracy:.4f} on 300 labelled images" in done.stderr
+    matrix = confusion_matrix(labels, predicted, 10)
+    assert matrix.sum() == 300 and np.trace(matrix) == int(round(accuracy * 300))
+    assert "true \\ predicted" in done.stderr
+    width, height = png_size(tmp_path / "mistakes.png")
+    assert width == 960 and height > 100
+
+
+def test_predict_on_unlabelled_csv_and_idx(trained, mnist, tmp_path):
+    images = mnist.test_images[:40]
+    (tmp_path / "test.csv").write_text(csv_text(images, None, header=True))
+    done = run("fastnet.predict", "--model", str(trained / "model.npz"), str(tmp_path / "test.csv"),
+               "--out", str(tmp_path / "p.csv"))
+    assert done.returncode == 0, done.stderr
+    assert "accuracy" not in done.stderr
+    assert len((tmp_path / "p.csv").read_text().strip().splitlines()) == 41
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(images.reshape(-1, 28, 28)))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(mnist.test_labels[:40]))
+    done = run("fastnet.predict", "--model", str(trained / "model.npz"), str(tmp_path / "t10k-images-idx3-ubyte"))
+    assert done.returncode == 0 and "labelled images" in done.stderr
+
+
+def test_predict_with_a_model_of_the_wrong_shape_exits_2(tmp_path):
+    fastnet.Network.init((100, 5, 10)).save(tmp_path / "small.npz")
+    (tmp_path / "x.csv").write_text(csv_text(np.zeros((2, 784), np.uint8), np.zeros(2, np.uint8)))
+    done = run("fastnet.predict", "--model", str(tmp_path / "small.npz"), str(tmp_path / "x.csv"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"fastnet: error: {tmp_path / 'x.csv'}: images have 784 pixels but the model takes 100"
+
+
+def test_missing_matplotlib_gives_install_hint(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    from fastnet.plots import require_matplotlib
+
+    with pytest.raises(ImportError, match=r'pip install "fastnet\[plot\]"'):
+        require_matplotlib()
+
+
+# ------------------------------------------------------------------ mini-batches
+
+def test_minibatch_sgd_beats_full_batch_after_one_epoch(seed_split):
+    """At hidden 64, one epoch of batch-64 SGD (922 updates) against one full-batch step."""
+    X, y = seed_split.X_train, seed_split.y_train
+    results = {}
+    for name in ("numpy", "numba"):
+        backend = fastnet.get_backend(name)
+        mini = fastnet.Network.init((784, 64, 10), seed=0)
+        fit(mini, X, y, iterations=1, lr=0.1, batch_size=64, backend=name, progress=False)
+        full = fastnet.Network.init((784, 64, 10), seed=0)
+        fit(full, X, y, iterations=1, lr=0.1, backend=name, progress=False)
+        results[name] = (backend.evaluate(mini, seed_split.X_dev, seed_split.y_dev).accuracy,
+                         backend.evaluate(full, seed_split.X_dev, seed_split.y_dev).accuracy)
+        assert results[name][0] >= 0.85 and results[name][0] > results[name][1] + 0.3, results
+    # the backends trained the same way: same shuffles, same mathematics
+    assert abs(results["numpy"][0] - results["numba"][0]) <= 0.01, results
+
+
+def test_minibatch_reshuffles_every_epoch():
+    from fastnet.training import _batches
+
+    data = fastnet.Dataset(*random_problem(20, (4, 3, 2), seed=0))
+    epoch = _batches(data, 8, seed=1)
+    first = [b.y.tolist() for b in epoch()]
+    second = [b.y.tolist() for b in epoch()]
+    assert [len(b) for b in first] == [8, 8, 4]
+    assert first != second and sorted(sum(first, [])) == sorted(sum(second, []))
+
+
+# ------------------------------------------------------------------ the benchmark report
+
+def test_benchmark_report_prints_a_table(mnist_dir, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "fastnet.bench", "--data-dir", str(mnist_dir), "--quick",
+                           "--rounds", "1", "--no-startup", "--markdown", "--chart", str(tmp_path / "b.png")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [l for l in done.stdout.splitlines() if l.startswith("| 784-10-10")]
+    assert len(rows) == 6 and all(l.count("|") == 6 for l in rows)
+    assert png_size(tmp_path / "b.png")[0] == 1000
