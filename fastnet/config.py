@@ -35,6 +35,12 @@ def n_chunks(n_samples):
 BLOCK = 32
 
 
+# Training stops as diverged when the loss or a parameter is NaN/inf, or when the loss exceeds this
+# multiple of the first step's loss: with the stable softmax, a too-large learning rate (say 1e4)
+# blows the loss up to ~1e12 without ever producing NaN, and gradient descent does not come back.
+DIVERGENCE_LOSS_RATIO = 100.0
+
+
 # Test tolerances: relative tolerance (rtol) and absolute tolerance (atol) for assert_allclose.
 TOLERANCES = {
     # numba float64 vs numpy float64: the same mathematics, summed in another order

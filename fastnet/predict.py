@@ -48,6 +48,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return run(args)
+    except KeyboardInterrupt:
+        print("fastnet: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, ImportError, OSError) as exc:
         print(f"fastnet: error: {exc}", file=sys.stderr)
         return 2

@@ -78,7 +78,10 @@ def main(argv=None):
     iterations = args.epochs or args.iterations
     try:
         return run(args, sizes, iterations)
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (loading, fetching): nothing half-written
+        print("fastnet: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError, OSError) as exc:
         print(f"fastnet: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) else 1
 

@@ -1,8 +1,9 @@
 """The training loop shared by the CLI and user code: gradient descent with progress and a guard.
 
 Full-batch by default (the seed's experiment); with ``batch_size`` it runs mini-batch SGD,
-reshuffling every epoch. After every step the loss and parameters are checked: on NaN/inf the
-last finite parameters are restored and :class:`Diverged` is raised, naming the iteration.
+reshuffling every epoch. After every step the loss and parameters are checked: on NaN/inf, or a
+loss blown up past DIVERGENCE_LOSS_RATIO times the first, the last sound parameters are restored
+and :class:`Diverged` is raised, naming the iteration.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastnet.backends import get_backend
+from fastnet.config import DIVERGENCE_LOSS_RATIO
 from fastnet.inputs import Dataset
 
 
@@ -60,17 +62,23 @@ def fit(net, X, y=None, iterations=500, lr=0.1, backend=None, batch_size=None, s
     history = History()
     batches = _batches(data, batch_size, seed)
     bar = _bar(iterations, progress, backend.name)
-    last_good = net.flat.copy()
+    good = net.flat.copy()  # the newest parameters whose loss was seen to be sound
+    before = net.flat.copy()
     start = time.perf_counter()
     try:
         for it in range(1, iterations + 1):
             for batch in batches():
-                result = backend.step(net, batch, lr=lr)
-                if not (math.isfinite(result.loss) and np.all(np.isfinite(net.flat))):
-                    net.flat[:] = last_good
-                    raise Diverged(it, f"training diverged at iteration {it} (loss {result.loss:g}); "
-                                       f"kept the parameters of iteration {it - 1}. Try a smaller --lr.")
-                last_good[:] = net.flat
+                before[:] = net.flat
+                with np.errstate(all="ignore"):  # overflow is checked for just below
+                    result = backend.step(net, batch, lr=lr)  # the loss of `before`; net moves on
+                limit = DIVERGENCE_LOSS_RATIO * history.loss[0] if history.loss else math.inf
+                if not (math.isfinite(result.loss) and result.loss <= limit):
+                    net.flat[:] = good
+                    raise Diverged(it, _diverged(it, f"loss {result.loss:.4g}", max(history.steps - 1, 0)))
+                good[:] = before
+                if not np.all(np.isfinite(net.flat)):
+                    net.flat[:] = good
+                    raise Diverged(it, _diverged(it, "a parameter became NaN/inf", history.steps))
                 history.loss.append(result.loss)
                 history.accuracy.append(result.accuracy)
                 now = time.perf_counter()
@@ -88,6 +96,11 @@ def fit(net, X, y=None, iterations=500, lr=0.1, backend=None, batch_size=None, s
         if bar is not None:
             bar.close()
     return history
+
+
+def _diverged(iteration, what, kept_steps):
+    return (f"training diverged at iteration {iteration} ({what}); kept the parameters after "
+            f"{kept_steps} good step{'s' if kept_steps != 1 else ''}. Try a smaller learning rate.")
 
 
 def _batches(data, batch_size, seed):

@@ -180,7 +180,8 @@ def _exp_nonpositive(out, x, n):
     """out[:n] = exp(x[:n]) for x <= 0, in a loop LLVM can vectorise (numba's np.exp is a scalar
     libm call here). For x in [-64, 0]: exp(x) = P(x / 128) ** 128, P the degree-15 Taylor
     polynomial on [-0.5, 0]: relative error below 3e-14 in float64 (1.3e-5 in float32), inside
-    the agreement tolerances of fastnet.config. The rare x below -64 are redone with np.exp."""
+    the agreement tolerances of fastnet.config. The rare x below -64 (and NaN) are redone with
+    np.exp."""
     t = x.dtype.type
     for b in range(n):
         r = max(x[b], t(-64)) * t(1 / 128)
@@ -204,7 +205,7 @@ def _exp_nonpositive(out, x, n):
             p = p * p
         out[b] = p
     for b in range(n):
-        if x[b] < t(-64):
+        if not x[b] >= t(-64):  # below the polynomial's range, or NaN (which must stay NaN)
             out[b] = np.exp(x[b])
 
 

@@ -179,7 +179,8 @@ def load_inputs(path, labels_path=None, progress=False):
 def split_dev(images, labels, seed=0, dev_size=DEV_SIZE):
     """Shuffle with ``seed`` like the seed notebook, then the first ``dev_size`` rows are the dev set."""
     if not 0 < dev_size < len(images):
-        raise ValueError(f"dev set of {dev_size} needs more than {dev_size} samples, have {len(images)}")
+        raise ValueError(f"the training set has {len(images)} images: too few to hold out {dev_size} "
+                         f"for the dev set and train on the rest")
     order = np.random.default_rng(seed).permutation(len(images))
     dev, train = order[:dev_size], order[dev_size:]
     return Split(images[train], labels[train], images[dev], labels[dev])

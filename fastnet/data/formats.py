@@ -102,6 +102,7 @@ def read_csv(source, name, n_pixels=784, progress=None, chunk_rows=5000):
         reader = pd.read_csv(
             source, header=None, skiprows=1 if has_header else 0, chunksize=chunk_rows,
             skip_blank_lines=True, names=range(n_cols), engine="c", low_memory=False,
+            keep_default_na=False, na_values=[""],  # only empty cells are missing; 'nan' is text
         )
         chunks, first_line = [], 2 if has_header else 1
         for chunk in reader:
@@ -110,12 +111,12 @@ def read_csv(source, name, n_pixels=784, progress=None, chunk_rows=5000):
             if progress:
                 progress(len(chunk))
     except pd.errors.ParserError as exc:
-        raise DataError(f"{name}: {_parser_message(exc, has_header)}") from None
+        raise DataError(f"{name}: {_parser_message(exc)}") from None
     except (UnicodeDecodeError, EOFError, zlib.error, OSError) as exc:
         raise DataError(f"{name}: unreadable ({exc})") from None
-    if not chunks:
+    table = np.concatenate(chunks) if chunks else np.zeros((0, n_cols), np.uint8)
+    if len(table) == 0:
         raise DataError(f"{name}: a header but no data rows")
-    table = np.concatenate(chunks)
     if labeled:
         return np.ascontiguousarray(table[:, 1:]), np.ascontiguousarray(table[:, 0])
     return table, None
@@ -175,13 +176,11 @@ def _column(c, labeled):
     return f"column {c + 1} (pixel {c})"
 
 
-def _parser_message(exc, has_header):
+def _parser_message(exc):
     text = str(exc).strip().splitlines()[-1] if str(exc).strip() else "malformed CSV"
-    # pandas counts lines after the skipped header; report lines of the file itself.
     m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
-    if m:
-        line = int(m.group(2)) + (1 if has_header else 0)
-        return f"line {line} has {m.group(3)} columns, expected {m.group(1)}"
+    if m:  # pandas numbers the lines of the file itself, header included
+        return f"line {m.group(2)} has {m.group(3)} columns, expected {m.group(1)}"
     return text
 
 
