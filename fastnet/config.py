@@ -64,15 +64,17 @@ def numba_cache_dir():
 
     Numba caches next to the source (``__pycache__``); a read-only install has no such place and,
     without a writable home, Numba fails with "no locator available". fastnet then uses
-    ``$NUMBA_CACHE_DIR`` if set, else ``~/.cache/fastnet/numba``, else a folder in the temp dir.
+    ``$NUMBA_CACHE_DIR`` if set, else ``~/.cache/fastnet/numba``, else ``fastnet-numba-<uid>`` in the
+    temp dir.
     """
     if os.environ.get("NUMBA_CACHE_DIR"):
         return None
     here = Path(__file__).parent / "backends"
     if os.access(here, os.W_OK):
         return None
-    for base in (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"), Path(tempfile.gettempdir())):
-        candidate = base / "fastnet" / "numba"
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastnet" / "numba"
+    shared_tmp = Path(tempfile.gettempdir()) / f"fastnet-numba-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    for candidate in (user_cache, shared_tmp):
         try:
             candidate.mkdir(parents=True, exist_ok=True)
         except OSError:

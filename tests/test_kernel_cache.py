@@ -1,0 +1,49 @@
+"""Compiled kernels are cached; a read-only install without a writable home still works."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fastnet
+from fastnet import config
+
+STEP = ("import numpy as np, fastnet\n"
+        "X = np.random.default_rng(0).integers(0, 256, (100, 784)).astype(np.uint8)\n"
+        "print(fastnet.get_backend('numba').step(fastnet.Network.init(), X, np.arange(100) % 10, lr=0.1).loss)\n")
+
+
+def test_cache_dir_fallback_order(monkeypatch, tmp_path):
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    assert config.numba_cache_dir() is None  # a writable install: numba's own __pycache__
+    monkeypatch.setattr(config.os, "access", lambda path, mode: str(path).startswith(str(tmp_path / "tmp")))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(config.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    assert config.numba_cache_dir() == str(tmp_path / "tmp" / f"fastnet-numba-{os.getuid()}")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
+    assert config.numba_cache_dir() is None  # the user's own choice wins
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) for a read-only mount")
+def test_read_only_install_without_writable_home_trains_and_caches(tmp_path):
+    pkg, tmp = tmp_path / "site", tmp_path / "tmp"
+    shutil.copytree(Path(fastnet.__file__).parent, pkg / "fastnet",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    tmp.mkdir()
+    env = dict(os.environ, HOME=str(pkg), XDG_CACHE_HOME=str(pkg), PYTHONPATH=str(pkg), TMPDIR=str(tmp))
+    env.pop("NUMBA_CACHE_DIR", None)
+    script = (f"mount --bind {pkg} {pkg} && mount -o remount,bind,ro {pkg} || exit 77\n"
+              f"touch {pkg}/probe 2>/dev/null && exit 78\n"
+              f"exec {sys.executable} -c \"$STEP\"")
+    env["STEP"] = STEP
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)  # not the checkout: it would be imported first
+    if done.returncode == 77 or "Operation not permitted" in done.stderr:
+        pytest.skip(f"no private read-only mount here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip()) > 0
+    cached = list((tmp / f"fastnet-numba-{os.getuid()}").rglob("*.nbi"))
+    assert cached, "no kernels were cached in the fallback folder"
