@@ -47,14 +47,16 @@ def _group_span(span, n, count):
 @njit(**NJIT)
 def _load_block(xf, X, span, n0, nb):
     """xf[:nb] = X[n0:n0+nb] as floats (raw pixel values: the scale is applied later), each row
-    up to its group's span (groups of 4, then single samples), as the first layer reads them."""
+    up to the span of the widest group that reads it: groups of 8, then 4, then single samples,
+    as in _first_layer_backward (the forward's groups of 4 lie inside these)."""
     b = 0
     while b < nb:
-        count = 4 if b + 4 <= nb else 1
+        count = 8 if b + 8 <= nb else (4 if b + 4 <= nb else 1)
         end = _group_span(span, n0 + b, count)
         for i in range(b, b + count):
+            src, dst = X[n0 + i], xf[i]  # views: LLVM vectorises loops over views only
             for d in range(end):
-                xf[i, d] = X[n0 + i, d]
+                dst[d] = src[d]
         b += count
 
 
@@ -116,7 +118,21 @@ def _first_layer_backward(g, xf, span, n0, Dl, nb, layers, scale):
     D, H, w0, b0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_OFF], layers[0, B_OFF]
     b = 0
     while b < nb:
-        if b + 4 <= nb:  # four samples per pass: each gradient entry is stored once for four
+        if b + 8 <= nb:  # eight samples per pass: the gradient rows (L2) are streamed once per eight
+            end = _group_span(span, n0 + b, 8)
+            x0, x1, x2, x3 = xf[b], xf[b + 1], xf[b + 2], xf[b + 3]  # stay in L1 across units
+            x4, x5, x6, x7 = xf[b + 4], xf[b + 5], xf[b + 6], xf[b + 7]
+            for h in range(H):
+                row = g[w0 + h * D:w0 + (h + 1) * D]  # views: LLVM vectorises loops over views only
+                e0, e1 = Dl[h, b] * scale, Dl[h, b + 1] * scale
+                e2, e3 = Dl[h, b + 2] * scale, Dl[h, b + 3] * scale
+                e4, e5 = Dl[h, b + 4] * scale, Dl[h, b + 5] * scale
+                e6, e7 = Dl[h, b + 6] * scale, Dl[h, b + 7] * scale
+                for d in range(end):
+                    row[d] += (((e0 * x0[d] + e1 * x1[d]) + (e2 * x2[d] + e3 * x3[d]))
+                               + ((e4 * x4[d] + e5 * x5[d]) + (e6 * x6[d] + e7 * x7[d])))
+            b += 8
+        elif b + 4 <= nb:  # four samples per pass: each gradient entry is stored once for four
             end = _group_span(span, n0 + b, 4)
             x0, x1, x2, x3 = xf[b], xf[b + 1], xf[b + 2], xf[b + 3]  # stay in L1 across units
             for h in range(H):
