@@ -8,14 +8,13 @@ Targets are ratios of medians measured in the same run, never absolute times. Af
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from fastnet.benchmarks import SCALING_CASES, Case
 from fastnet.data import load_mnist, split_dev
+from tests.helpers import real_mnist_dir
 
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 RESULTS = {}  # Case -> median seconds per step, filled by each timed benchmark
 
 TARGETS = [  # (faster case, slower case, minimum speed-up, what it is)
@@ -31,12 +30,9 @@ LINEARITY_SLACK = 1.5  # per-sample cost across N = 10k..236k may differ by this
 
 @pytest.fixture(scope="session")
 def train_split(tmp_path_factory):
-    """X, y of the seed split's training part, from $FASTNET_DATA_DIR, ../shared or data/."""
-    source = os.environ.get("FASTNET_DATA_DIR")
-    if source is None and SHARED_MNIST.is_dir():
-        source = tmp_path_factory.mktemp("mnist")
-        for f in SHARED_MNIST.glob("*.gz"):
-            os.symlink(f, source / f.name)
+    """X, y of the seed split's training part: $FASTNET_DATA_DIR, else ../shared, else data/ (fetched
+    there if missing)."""
+    source = os.environ.get("FASTNET_DATA_DIR") or real_mnist_dir(tmp_path_factory.mktemp("mnist"))
     mnist = load_mnist(source, progress=False)
     split = split_dev(mnist.train_images, mnist.train_labels, seed=0)
     return split.X_train, split.y_train

@@ -1,26 +1,19 @@
-"""Shared fixtures: real MNIST from ../shared/data/mnist, and small seeded random problems."""
+"""Shared fixtures: real MNIST from ../shared/data/mnist (or the data directory) and its seed split."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import numpy as np
 import pytest
 
 from fastnet.data import load_mnist, split_dev
-
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+from tests.helpers import SHARED_MNIST, real_mnist_dir
 
 
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory):
-    """A data directory holding links to the shared official MNIST (so caches land in tmp)."""
-    if not SHARED_MNIST.is_dir():
-        pytest.skip(f"real MNIST not found at {SHARED_MNIST}")
-    root = tmp_path_factory.mktemp("mnist")
-    for f in SHARED_MNIST.glob("*.gz"):
-        os.symlink(f, root / f.name)
+    """A data directory with the real MNIST: links to the shared copy, else ./data if it has one."""
+    root = real_mnist_dir(tmp_path_factory.mktemp("mnist"))
+    if root is None:
+        pytest.skip(f"real MNIST found neither at {SHARED_MNIST} nor in the data directory")
     return root
 
 

@@ -1,6 +1,25 @@
 """Helpers shared by tests and benchmarks."""
 
+import os
+from pathlib import Path
+
 import numpy as np
+
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+def real_mnist_dir(folder):
+    """A folder with the real MNIST: ``folder`` filled with links to the shared official copy (so
+    caches land there, not in the read-only share), else the data directory if it holds MNIST
+    (say, fetched by `python -m fastnet.train`), else None."""
+    from fastnet.data import data_dir, find_source
+
+    if SHARED_MNIST.is_dir():
+        for f in SHARED_MNIST.glob("*.gz"):
+            os.symlink(f, Path(folder) / f.name)
+        return Path(folder)
+    root = data_dir()
+    return root if find_source(root, "train") else None
 
 
 def random_problem(n, sizes, seed, kind="uint8", zero_rows=0):
