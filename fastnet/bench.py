@@ -119,6 +119,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
+    if args.chart:  # fail now, not after minutes of timing
+        from fastnet.plots import require_matplotlib
+
+        try:
+            require_matplotlib()
+        except ImportError as exc:
+            p.error(str(exc))
 
     from fastnet.data import load_mnist, split_dev
 

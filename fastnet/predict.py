@@ -60,6 +60,10 @@ def run(args):
     from fastnet.data import load_inputs
     from fastnet.model_file import load_network
 
+    if args.show_mistakes:  # fail now, not after predicting
+        from fastnet.plots import require_matplotlib
+
+        require_matplotlib()
     net, meta = load_network(args.model)
     images, labels = load_inputs(args.input, args.labels)
     if images.shape[1] != net.sizes[0]:

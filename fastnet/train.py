@@ -77,6 +77,10 @@ def main(argv=None):
         parser.error("--epochs goes with --batch-size (full-batch training counts --iterations)")
     iterations = args.epochs or args.iterations
     try:
+        if args.plot:  # fail now, not after training
+            from fastnet.plots import require_matplotlib
+
+            require_matplotlib()
         return run(args, sizes, iterations)
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (loading, fetching): nothing half-written
         print("fastnet: interrupted", file=sys.stderr)

@@ -1,5 +1,6 @@
 """A finished tool: models on disk, predictions, pictures, mini-batches, the benchmark report."""
 
+import os
 import struct
 import subprocess
 import sys
@@ -146,6 +147,24 @@ def test_missing_matplotlib_gives_install_hint(monkeypatch):
 
     with pytest.raises(ImportError, match=r'pip install "fastnet\[plot\]"'):
         require_matplotlib()
+    from fastnet.train import main
+
+    assert main(["--plot", "curves.png", "--data-dir", "/nonexistent", "--no-progress"]) == 1  # before any data
+
+
+def test_plot_without_matplotlib_fails_before_training(tmp_path):
+    """A real process where matplotlib cannot be imported: one line, status 1, in well under the
+    time a training run would take (the data directory is empty, so a late check would fetch)."""
+    blocker = tmp_path / "matplotlib"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "fastnet.train", "--plot", str(tmp_path / "c.png"),
+                           "--data-dir", str(tmp_path / "empty"), "--no-progress"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip() == 'fastnet: error: pictures need matplotlib: pip install "fastnet[plot]" (or pip install matplotlib)'
+    assert not (tmp_path / "empty").exists()
 
 
 # ------------------------------------------------------------------ mini-batches
