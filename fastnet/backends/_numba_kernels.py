@@ -259,11 +259,13 @@ def _softmax_xent(A, nb, layers, y, order, n0, best, top, total, e):
             z[b] = e[b]
             total[b] += e[b]
     correct = 0
+    product = 1.0  # one log per block: each total is in [1, K], so 32 of them stay far from overflow
     for b in range(nb):
         label = y[order[n0 + b]]
         if label >= 0:
-            loss += np.log(total[b])
+            product *= total[b]
             correct += best[b] == label
+    loss += np.log(product)
     for b in range(nb):
         total[b] = t(1) / total[b]
     for k in range(K):
