@@ -316,29 +316,28 @@ def _dense_backward(g, A, Dl, nb, y, order, n0, flat, layers):
 
 
 @njit(**NJIT_PARALLEL)
-def _chunked_pass(grads, stats, probs, flat, W1p, X, scale, span, order, y, layers, act_size, block,
-                  backward):
+def _chunked_pass(grads, stats, probs, xfs, As, Dls, vecs, bests, flat, W1p, X, scale, span, order,
+                  y, layers, backward):
     """Forward (and, if ``backward``, gradient accumulation) over C fixed chunks in parallel.
 
     X, span, order: the prepared features (see the module docstring); y and probs are in the
     caller's sample order. grads (C, P): chunk c's gradient sum (not yet divided by N; W1 in the
     prepared column order), written only when ``backward``; stats (C, 2): chunk c's loss sum and
-    number correct; probs (N, K) is filled when it has N rows.
+    number correct; probs (N, K) is filled when it has N rows. Scratch, one slice per chunk,
+    allocated once per network shape: xfs (C, B, D) pixels as floats; As and Dls (C, units, B)
+    activations and deltas; vecs (C, 3, B) and bests (C, B) for the softmax.
     """
-    N, D = X.shape
+    N = X.shape[0]
     C = stats.shape[0]
     L = layers.shape[0]
     K, o = layers[L - 1, N_OUT], layers[L - 1, A_OFF]
     want_probs = probs.shape[0] == N
+    block = xfs.shape[1]
     for c in prange(C):
         lo, hi = c * N // C, (c + 1) * N // C
-        xf = np.empty((block, D), flat.dtype)
-        A = np.zeros((act_size, block), flat.dtype)  # activations, feature-major
-        Dl = np.zeros((act_size, block), flat.dtype)  # d(loss)/d(pre-activation), same layout
-        best = np.zeros(block, np.int64)
-        top = np.zeros(block, flat.dtype)
-        total = np.zeros(block, flat.dtype)
-        e = np.zeros(block, flat.dtype)
+        xf, A, Dl = xfs[c], As[c], Dls[c]  # A: activations, feature-major; Dl: their deltas
+        top, total, e = vecs[c, 0], vecs[c, 1], vecs[c, 2]
+        best = bests[c]
         g = grads[c]
         if backward:
             g[:] = 0

@@ -81,9 +81,15 @@ class Workspace:
             offset += n_in * n_out + n_out
             act_offset += n_out
         self.layers = np.array(rows, np.int64)
-        self.act_size = act_offset
-        self.grads = np.zeros((config.N_CHUNKS, offset), dtype)
+        C, B = config.N_CHUNKS, config.BLOCK
+        self.grads = np.zeros((C, offset), dtype)
         self.W1p = np.zeros((sizes[1], sizes[0]), dtype)
+        # per-chunk scratch of the kernels (see _chunked_pass)
+        self.xfs = np.zeros((C, B, sizes[0]), dtype)
+        self.As = np.zeros((C, act_offset, B), dtype)
+        self.Dls = np.zeros((C, act_offset, B), dtype)
+        self.vecs = np.zeros((C, 3, B), dtype)
+        self.bests = np.zeros((C, B), np.int64)
         self.grad = np.zeros(offset, dtype)
         self.stats = np.zeros((config.N_CHUNKS, 2), np.float64)
         self.no_probs = np.zeros((0, sizes[-1]), dtype)
@@ -120,9 +126,9 @@ class NumbaBackend(Backend):
         n = len(f.X)
         C = config.n_chunks(n)  # the same split _sorted_by_span ordered the samples within
         K._gather_first_layer(ws.W1p, net.flat, f.perm, ws.layers)
-        K._chunked_pass(ws.grads[:C], ws.stats[:C], ws.no_probs if probs is None else probs, net.flat,
-                        ws.W1p, f.X, f.scale, f.span, f.order, y, ws.layers, ws.act_size,
-                        config.BLOCK, backward)
+        K._chunked_pass(ws.grads[:C], ws.stats[:C], ws.no_probs if probs is None else probs, ws.xfs,
+                        ws.As, ws.Dls, ws.vecs, ws.bests, net.flat, ws.W1p, f.X, f.scale, f.span,
+                        f.order, y, ws.layers, backward)
         return StepResult(float(ws.stats[:C, 0].sum() / n), float(ws.stats[:C, 1].sum() / n))
 
     def _reduce(self, grad, ws, net, features):
