@@ -132,12 +132,16 @@ class Network:
         return load_network(path)[0]
 
 
+def layer_offsets(sizes):
+    """[(W offset, b offset), ...]: where each layer's W and b start in the flat vector."""
+    out, start = [], 0
+    for (n_out, n_in), _ in layer_shapes(sizes):
+        out.append((start, start + n_out * n_in))
+        start += n_out * n_in + n_out
+    return out
+
+
 def unflatten(flat, sizes):
     """Split a flat parameter-shaped vector into [(W, b), ...] views."""
-    out, start = [], 0
-    for w_shape, b_shape in layer_shapes(sizes):
-        w_end = start + w_shape[0] * w_shape[1]
-        b_end = w_end + b_shape[0]
-        out.append((flat[start:w_end].reshape(w_shape), flat[w_end:b_end]))
-        start = b_end
-    return out
+    return [(flat[w:b].reshape(w_shape), flat[b:b + b_shape[0]])
+            for (w, b), (w_shape, b_shape) in zip(layer_offsets(sizes), layer_shapes(sizes))]

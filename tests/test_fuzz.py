@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 import fastnet
 from fastnet.config import TOLERANCES
-from fastnet.data.formats import DataError, csv_text, idx_bytes, parse_idx, read_csv
+from fastnet.data.formats import DataError, csv_text, parse_idx, read_csv
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

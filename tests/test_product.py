@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import fastnet
-from fastnet.data import split_dev
 from fastnet.data.formats import csv_text, idx_bytes
 from fastnet.predict import confusion_matrix
 from fastnet.training import fit

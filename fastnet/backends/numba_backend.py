@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import threading
 from typing import NamedTuple
+
 import numba
 import numpy as np
 
 from fastnet import config
 from fastnet.backends.base import Backend, StepResult, as_dataset, check_gradients, check_lr
-from fastnet.network import unflatten
+from fastnet.network import layer_offsets, n_params, unflatten
 
 _cache_dir = config.numba_cache_dir()
 if _cache_dir:  # read-only install: cache compiled kernels in the user's cache instead
@@ -75,12 +76,10 @@ class Workspace:
     """Buffers for one (sizes, dtype), allocated once and reused by every call."""
 
     def __init__(self, sizes, dtype):
-        rows, offset, act_offset = [], 0, 0
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            rows.append([n_in, n_out, offset, offset + n_in * n_out, act_offset])
-            offset += n_in * n_out + n_out
-            act_offset += n_out
-        self.layers = np.array(rows, np.int64)
+        act_offsets = np.cumsum([0, *sizes[1:]])  # each layer's activations, stacked
+        self.layers = np.array([[n_in, n_out, w, b, a] for n_in, n_out, (w, b), a in
+                                zip(sizes[:-1], sizes[1:], layer_offsets(sizes), act_offsets)], np.int64)
+        offset, act_offset = n_params(sizes), act_offsets[-1]
         C, B = config.N_CHUNKS, config.BLOCK
         self.grads = np.zeros((C, offset), dtype)
         self.W1p = np.zeros((sizes[1], sizes[0]), dtype)
@@ -91,7 +90,7 @@ class Workspace:
         self.vecs = np.zeros((C, 3, B), dtype)
         self.bests = np.zeros((C, B), np.int64)
         self.grad = np.zeros(offset, dtype)
-        self.stats = np.zeros((config.N_CHUNKS, 2), np.float64)
+        self.stats = np.zeros((C, 2), np.float64)
         self.no_probs = np.zeros((0, sizes[-1]), dtype)
 
 

@@ -14,10 +14,11 @@ import zlib
 
 import numpy as np
 
+from fastnet.inputs import PIXEL_MAX
+
 IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801
 GZIP_MAGIC = b"\x1f\x8b"
 N_CLASSES = 10
-PIXEL_MAX = 255
 
 
 class DataError(ValueError):
