@@ -16,6 +16,9 @@ from pathlib import Path
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 NJIT = dict(fastmath=FASTMATH, cache=True, nogil=True, error_model="numpy", boundscheck=False)
 NJIT_PARALLEL = dict(NJIT, parallel=True)
+# Kernels vectorised by hand (fastnet.backends._simd) need no reassociation, and must not get it:
+# with it, LLVM folds their independent sums back into one chain that waits on every FMA.
+NJIT_SIMD = dict(NJIT, fastmath=False)
 # Samples are split into fixed chunks, each with its own gradient buffer, summed in a fixed order.
 # The split depends only on N, never on the thread count, so results are bit-identical for any
 # number of threads. At most N_CHUNKS (keeps up to 16 cores busy), and at least MIN_CHUNK_SAMPLES
@@ -28,10 +31,9 @@ def n_chunks(n_samples):
     """How many chunks a pass over ``n_samples`` samples uses."""
     return max(1, min(N_CHUNKS, n_samples // MIN_CHUNK_SAMPLES))
 
-# Each chunk is processed in blocks of this many samples. A block's pixels are converted to floats
-# once (32 x 784 float64 = 200 KB, inside the 512 KB L2) and used by the forward and backward
-# passes; the small layers' loops run over the block's samples, and LLVM takes its vector loop
-# only for at least 32 float32 iterations (8 lanes x 4 interleaved).
+# Each chunk is processed in blocks of this many samples: the small layers' loops run over the
+# block's samples, and LLVM takes its vector loop only for at least 32 float32 iterations
+# (8 lanes x 4 interleaved).
 BLOCK = 32
 
 

@@ -25,51 +25,46 @@ if _cache_dir:  # read-only install: cache compiled kernels in the user's cache 
     numba.config.CACHE_DIR = _cache_dir
 
 from fastnet.backends import _numba_kernels as K  # noqa: E402  (after the cache location is set)
+from fastnet.backends import _simd  # noqa: E402
 
 
 class Features(NamedTuple):
-    """Features as the kernels read them, made once per (dataset, dtype); see _numba_kernels."""
+    """Features as the kernels read them, made once per (dataset, dtype): each sample's non-zero
+    pixels, row by row (compressed sparse rows); see _numba_kernels."""
 
-    X: np.ndarray  # (N, D) C-contiguous: uint8 stays uint8 (the 1/255 is applied inside), or floats
+    ptr: np.ndarray  # (N + 1,) int64: sample n's entries are [ptr[n], ptr[n + 1])
+    idx: np.ndarray  # (nnz,) pixel of each entry: uint16 (int32 if D > 65,536)
+    val: np.ndarray  # (nnz,) its value: uint8 stays uint8 (the 1/255 is applied inside), or floats
     scale: np.generic  # 1/255 for uint8 pixels, 1 for floats
-    perm: np.ndarray  # (D,) column order: most often non-zero first
-    span: np.ndarray  # (N,) 1 + position of each row's last non-zero pixel in that order
-    order: np.ndarray  # (N,) the caller's row of each prepared row
-    position: np.ndarray  # (N,) the prepared row of each caller's row (order's inverse)
 
 
 def kernel_features(X, dtype):
-    """Prepare validated features for the kernels: reorder pixel columns by how often they are
-    non-zero, and within each fixed chunk order samples by span, so loops can stop early."""
-    D = X.shape[1]
-    nonzero = X != 0
-    perm = np.argsort(-np.count_nonzero(nonzero, axis=0), kind="stable")
-    nonzero = nonzero[:, perm]
-    span = np.where(nonzero.any(axis=1), D - np.argmax(nonzero[:, ::-1], axis=1), 0)
-    cols = X[:, perm]
-    if X.dtype != np.uint8:
-        cols = cols.astype(dtype)
-    return _sorted_by_span(cols, span, perm, dtype.type(1 / 255) if X.dtype == np.uint8 else dtype.type(1))
+    """Prepare validated features (N, D) for the kernels: their non-zero entries, row by row."""
+    N, D = X.shape
+    flat = np.flatnonzero(X)  # row-major: sample by sample, pixels in order
+    ptr = np.zeros(N + 1, np.int64)
+    np.cumsum(np.count_nonzero(X, axis=1), out=ptr[1:])
+    idx = (flat % D).astype(np.uint16 if D <= 1 << 16 else np.int32)
+    values = X.reshape(-1)[flat]
+    if X.dtype == np.uint8:
+        return Features(ptr, idx, values, dtype.type(1 / 255))
+    return Features(ptr, idx, values.astype(dtype), dtype.type(1))
 
 
 def subset_features(f, rows):
     """Features of the caller's rows ``rows`` of an already prepared dataset (a mini-batch):
-    the same column order, no new pass over the pixels."""
-    at = f.position[rows]
-    return _sorted_by_span(f.X[at], f.span[at], f.perm, f.scale)
+    their entries are copied, no new pass over the pixels."""
+    starts, counts = f.ptr[rows], np.diff(f.ptr)[rows]
+    ptr = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    take = np.repeat(starts - ptr[:-1], counts) + np.arange(ptr[-1])
+    return Features(ptr, f.idx[take], f.val[take], f.scale)
 
 
-def _sorted_by_span(X, span, perm, scale):
-    """Features with samples ordered by span within each fixed chunk (chunks stay equally costly)."""
-    N = len(X)
-    order = np.empty(N, np.int64)
-    C = config.n_chunks(N)
-    for c in range(C):
-        lo, hi = c * N // C, (c + 1) * N // C
-        order[lo:hi] = lo + np.argsort(-span[lo:hi], kind="stable")
-    position = np.empty_like(order)
-    position[order] = np.arange(N)
-    return Features(np.ascontiguousarray(X[order]), scale, perm, span[order], order, position)
+def padded_units(H, dtype):
+    """H rounded up to whole steps of the first-layer kernels: two vectors of the dtype."""
+    step = 2 * _simd.VECTOR_BITS // (8 * dtype.itemsize)
+    return -(-H // step) * step
 
 
 class Workspace:
@@ -80,11 +75,12 @@ class Workspace:
         self.layers = np.array([[n_in, n_out, w, b, a] for n_in, n_out, (w, b), a in
                                 zip(sizes[:-1], sizes[1:], layer_offsets(sizes), act_offsets)], np.int64)
         offset, act_offset = n_params(sizes), act_offsets[-1]
-        C, B = config.N_CHUNKS, config.BLOCK
+        C, B, D, Hp = config.N_CHUNKS, config.BLOCK, sizes[0], padded_units(sizes[1], dtype)
         self.grads = np.zeros((C, offset), dtype)
-        self.W1p = np.zeros((sizes[1], sizes[0]), dtype)
+        self.g1s = np.zeros((C, D * Hp), dtype)
+        self.W1T = np.zeros(D * Hp, dtype)  # padding units stay zero
         # per-chunk scratch of the kernels (see _chunked_pass)
-        self.xfs = np.zeros((C, B, sizes[0]), dtype)
+        self.rows = np.zeros((C, Hp), dtype)  # entries from H on stay zero
         self.As = np.zeros((C, act_offset, B), dtype)
         self.Dls = np.zeros((C, act_offset, B), dtype)
         self.vecs = np.zeros((C, 3, B), dtype)
@@ -118,22 +114,22 @@ class NumbaBackend(Backend):
         features = data.prepared(("numba", net.dtype.name), lambda X: kernel_features(X, net.dtype),
                                  take=subset_features)
         if y is None:
-            y = np.full(len(features.X), -1, np.int64)  # "no label": forward only
+            y = np.full(len(features.ptr) - 1, -1, np.int64)  # "no label": forward only
         return features, y
 
     def _pass(self, net, f, y, ws, backward, probs=None):
-        n = len(f.X)
-        C = config.n_chunks(n)  # the same split _sorted_by_span ordered the samples within
-        K._gather_first_layer(ws.W1p, net.flat, f.perm, ws.layers)
-        K._chunked_pass(ws.grads[:C], ws.stats[:C], ws.no_probs if probs is None else probs, ws.xfs,
-                        ws.As, ws.Dls, ws.vecs, ws.bests, net.flat, ws.W1p, f.X, f.scale, f.span,
-                        f.order, y, ws.layers, backward)
+        n = len(f.ptr) - 1
+        C = config.n_chunks(n)
+        K._gather_first_layer(ws.W1T, net.flat, ws.layers)
+        K._chunked_pass(ws.grads[:C], ws.g1s[:C], ws.stats[:C], ws.no_probs if probs is None else probs,
+                        ws.rows, ws.As, ws.Dls, ws.vecs, ws.bests, net.flat, ws.W1T, f.ptr, f.idx, f.val,
+                        f.scale, y, ws.layers, backward)
         return StepResult(float(ws.stats[:C, 0].sum() / n), float(ws.stats[:C, 1].sum() / n))
 
     def _reduce(self, grad, ws, net, features):
-        C = config.n_chunks(len(features.X))
-        K._reduce_gradients(grad, ws.grads[:C], net.dtype.type(1 / len(features.X)), features.perm,
-                            ws.layers)
+        n = len(features.ptr) - 1
+        C = config.n_chunks(n)
+        K._reduce_gradients(grad, ws.grads[:C], ws.g1s[:C], net.dtype.type(1 / n), ws.layers)
 
     def forward(self, net, X):
         features, y = self._inputs(net, X, None, need_labels=False)

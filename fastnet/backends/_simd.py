@@ -1,0 +1,128 @@
+"""256-bit vectors for Numba kernels: a value type held in a register, and the few operations the
+sparse first layer needs.
+
+Why: the first layer walks each sample's non-zero pixels and, per pixel, adds a row of weights
+into the sample's unit sums. LLVM's loop vectoriser only vectorises long inner loops; for a row of
+16 units it unrolls the loop into scalars instead. These intrinsics say "one vector" directly, so
+the unit sums stay in ymm registers across the pixel loop.
+
+A ``Vec`` holds 256 bits of one float dtype: 8 float32 or 4 float64 lanes. On CPUs without AVX,
+LLVM splits each operation into narrower ones: slower, never wrong. Indices passed to ``at``,
+``vload`` and ``vstore`` must be >= 0 and in bounds: there is no wraparound and no bounds check.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+VECTOR_BITS = 256
+
+
+class Vec(types.Type):
+    """A vector of VECTOR_BITS of one float dtype."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.lanes = VECTOR_BITS // dtype.bitwidth
+        super().__init__(name=f"Vec({dtype} x {self.lanes})")
+
+
+@register_model(Vec)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(), fe_type.lanes))
+
+
+def _item_pointer(context, builder, arrtype, arr, i):
+    array = context.make_array(arrtype)(context, builder, arr)
+    return cgutils.get_item_pointer(context, builder, arrtype, array, [i], wraparound=False, boundscheck=False)
+
+
+def _broadcast(builder, vtype, scalar):
+    lane0 = builder.insert_element(ir.Constant(vtype, None), scalar, ir.Constant(ir.IntType(32), 0))
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), vtype.count), [0] * vtype.count)
+    return builder.shuffle_vector(lane0, ir.Constant(vtype, None), zeros)
+
+
+@intrinsic
+def lanes(typingctx, arr):
+    """How many of arr's elements one Vec holds (a compile-time constant)."""
+    n = VECTOR_BITS // arr.dtype.bitwidth
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(ir.IntType(64), n)
+    return types.int64(arr), codegen
+
+
+@intrinsic
+def at(typingctx, arr, i):
+    """arr[i] for a 1-d array and 0 <= i < len(arr), without the negative-index wraparound code."""
+    def codegen(context, builder, sig, args):
+        return builder.load(_item_pointer(context, builder, sig.args[0], args[0], args[1]))
+    return arr.dtype(arr, i), codegen
+
+
+@intrinsic
+def vzero(typingctx, arr):
+    """A Vec of zeros of arr's dtype."""
+    vec = Vec(arr.dtype)
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(context.get_value_type(vec), None)
+    return vec(arr), codegen
+
+
+@intrinsic
+def vload(typingctx, arr, i):
+    """arr[i : i + lanes] of a contiguous 1-d float array, as a Vec."""
+    vec = Vec(arr.dtype)
+
+    def codegen(context, builder, sig, args):
+        pointer = _item_pointer(context, builder, sig.args[0], args[0], args[1])
+        vtype = context.get_value_type(vec)
+        return builder.load(builder.bitcast(pointer, vtype.as_pointer()), align=arr.dtype.bitwidth // 8)
+    return vec(arr, i), codegen
+
+
+@intrinsic
+def vstore(typingctx, arr, i, v):
+    """arr[i : i + lanes] = v."""
+    def codegen(context, builder, sig, args):
+        pointer = _item_pointer(context, builder, sig.args[0], args[0], args[1])
+        vtype = context.get_value_type(sig.args[2])
+        builder.store(args[2], builder.bitcast(pointer, vtype.as_pointer()), align=arr.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+    return types.none(arr, i, v), codegen
+
+
+@intrinsic
+def vbroadcast(typingctx, arr, s):
+    """A Vec of arr's dtype with every lane = s (converted to that dtype)."""
+    vec = Vec(arr.dtype)
+
+    def codegen(context, builder, sig, args):
+        scalar = context.cast(builder, args[1], sig.args[1], vec.dtype)
+        return _broadcast(builder, context.get_value_type(vec), scalar)
+    return vec(arr, s), codegen
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):
+    """a * b + c, lane by lane, fused (one rounding)."""
+    def codegen(context, builder, sig, args):
+        vtype = context.get_value_type(sig.return_type)
+        name = f"llvm.fma.v{vtype.count}f{sig.return_type.dtype.bitwidth}"
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vtype, [vtype] * 3), name)
+        return builder.call(fma, list(args))
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """a + b, lane by lane."""
+    def codegen(context, builder, sig, args):
+        return builder.fadd(args[0], args[1])
+    return a(a, b), codegen
