@@ -41,20 +41,20 @@ class Features(NamedTuple):
 def kernel_features(X, dtype):
     """Prepare validated features (N, D) for the kernels: their non-zero entries, row by row."""
     N, D = X.shape
-    flat = np.flatnonzero(X)  # row-major: sample by sample, pixels in order
+    nonzero = X != 0
     ptr = np.zeros(N + 1, np.int64)
-    np.cumsum(np.count_nonzero(X, axis=1), out=ptr[1:])
-    idx = (flat % D).astype(np.uint16 if D <= 1 << 16 else np.int32)
-    values = X.reshape(-1)[flat]
+    np.cumsum(nonzero.sum(axis=1), out=ptr[1:])
+    columns = np.arange(D, dtype=np.uint16 if D <= 1 << 16 else np.int32)
+    idx = np.broadcast_to(columns, X.shape)[nonzero]  # row-major: sample by sample, pixels in order
     if X.dtype == np.uint8:
-        return Features(ptr, idx, values, dtype.type(1 / 255))
-    return Features(ptr, idx, values.astype(dtype), dtype.type(1))
+        return Features(ptr, idx, X[nonzero], dtype.type(1 / 255))
+    return Features(ptr, idx, X[nonzero].astype(dtype), dtype.type(1))
 
 
 def subset_features(f, rows):
     """Features of the caller's rows ``rows`` of an already prepared dataset (a mini-batch):
     their entries are copied, no new pass over the pixels."""
-    starts, counts = f.ptr[rows], np.diff(f.ptr)[rows]
+    starts, counts = f.ptr[rows], f.ptr[rows + 1] - f.ptr[rows]
     ptr = np.zeros(len(rows) + 1, np.int64)
     np.cumsum(counts, out=ptr[1:])
     take = np.repeat(starts - ptr[:-1], counts) + np.arange(ptr[-1])
