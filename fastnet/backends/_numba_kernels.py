@@ -18,10 +18,11 @@ threads. Within a block, activations and deltas are feature-major, (units, B), s
 layers' loops run over samples and vectorise.
 
 The first layer runs on explicit vectors (:mod:`fastnet.backends._simd`): its weights are
-gathered each step pixel-major, ``W1T[d * Hp + h]``, with the units padded to Hp, a multiple of
-two vectors (16 float32 or 8 float64 units). Per non-zero pixel, the forward pass adds a weight
-row into the sample's sums held in registers; the backward pass adds the sample's deltas into that
-pixel's gradient row.
+gathered each step pixel-major, ``W1T[d * Hp + h]``, with the units padded to Hp (whole vectors
+of 8 float32 or 4 float64 lanes; see numba_backend.padded_units). Per non-zero pixel, the forward
+pass adds a weight row into the sample's sums held in registers; the backward pass adds the
+sample's deltas into that pixel's gradient row. A sample's entries are read twice per step, both
+times from cache: forward, then backward once its block's deltas are known.
 """
 
 from __future__ import annotations

@@ -70,8 +70,8 @@ def padded_units(H, dtype):
 
 
 def _zeros_aligned(shape, dtype, alignment=64):
-    """np.zeros(shape, dtype) starting on a cache-line boundary: with rows of Hp units (a multiple of
-    64 bytes for float32 and float64), each first-layer row then sits in whole cache lines."""
+    """np.zeros(shape, dtype) starting on a cache-line boundary. First-layer rows are whole vectors
+    (Hp units, 32 bytes each), so no vector load or store then straddles two cache lines."""
     size = int(np.prod(shape)) * dtype.itemsize
     raw = np.zeros(size + alignment, np.uint8)
     start = -raw.ctypes.data % alignment
