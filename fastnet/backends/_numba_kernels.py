@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from fastnet.backends._simd import at, lanes, vadd, vbroadcast, vfma, vload, vstore, vzero
+from fastnet.backends._simd import at, lanes, vadd, vbroadcast, vfma, vload, vload4, vsplat, vstore, vzero
 from fastnet.config import NJIT, NJIT_PARALLEL, NJIT_SIMD
 
 N_IN, N_OUT, W_OFF, B_OFF, A_OFF = range(5)
@@ -66,13 +66,14 @@ def _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp):
     while k + 4 <= hi:
         p0, p1 = at(idx, k) * Hp + t, at(idx, k + 1) * Hp + t
         p2, p3 = at(idx, k + 2) * Hp + t, at(idx, k + 3) * Hp + t
-        v = vbroadcast(W1T, at(val, k))
+        x = vload4(W1T, val, k)  # four pixel values, converted at once
+        v = vsplat(x, 0)
         s0, u0 = vfma(vload(W1T, p0), v, s0), vfma(vload(W1T, p0 + L), v, u0)
-        v = vbroadcast(W1T, at(val, k + 1))
+        v = vsplat(x, 1)
         s1, u1 = vfma(vload(W1T, p1), v, s1), vfma(vload(W1T, p1 + L), v, u1)
-        v = vbroadcast(W1T, at(val, k + 2))
+        v = vsplat(x, 2)
         s2, u2 = vfma(vload(W1T, p2), v, s2), vfma(vload(W1T, p2 + L), v, u2)
-        v = vbroadcast(W1T, at(val, k + 3))
+        v = vsplat(x, 3)
         s3, u3 = vfma(vload(W1T, p3), v, s3), vfma(vload(W1T, p3 + L), v, u3)
         k += 4
     while k < hi:

@@ -110,6 +110,40 @@ def vbroadcast(typingctx, arr, s):
 
 
 @intrinsic
+def vload4(typingctx, like, arr, i):
+    """arr[i : i + 4] converted to like's dtype, in lanes 0-3 of a Vec (other lanes: copies of
+    lane 0). arr holds unsigned integers (pixels) or floats of like's dtype. One vector load and
+    conversion for four entries, instead of four scalar ones."""
+    vec = Vec(like.dtype)
+    if not (isinstance(arr.dtype, types.Integer) and not arr.dtype.signed or arr.dtype == like.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        element = context.get_value_type(sig.args[1].dtype)
+        pointer = _item_pointer(context, builder, sig.args[1], args[1], args[2])
+        four = builder.load(builder.bitcast(pointer, ir.VectorType(element, 4).as_pointer()), align=1)
+        if isinstance(sig.args[1].dtype, types.Integer):
+            four = builder.uitofp(four, ir.VectorType(context.get_value_type(vec.dtype), 4))
+        widen = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0, 1, 2, 3] + [0] * (vec.lanes - 4))
+        return builder.shuffle_vector(four, ir.Constant(four.type, None), widen)
+    return vec(like, arr, i), codegen
+
+
+@intrinsic
+def vsplat(typingctx, v, lane):
+    """A Vec with every lane = v[lane]; lane must be a literal integer below v's lane count."""
+    if not isinstance(lane, types.IntegerLiteral) or not 0 <= lane.literal_value < getattr(v, "lanes", 0):
+        return None
+    j = lane.literal_value
+
+    def codegen(context, builder, sig, args):
+        n = sig.args[0].lanes
+        return builder.shuffle_vector(args[0], ir.Constant(args[0].type, None),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), n), [j] * n))
+    return v(v, lane), codegen
+
+
+@intrinsic
 def vfma(typingctx, a, b, c):
     """a * b + c, lane by lane, fused (one rounding)."""
     def codegen(context, builder, sig, args):
