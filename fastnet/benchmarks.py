@@ -19,6 +19,11 @@ import fastnet
 from fastnet.config import TOLERANCES
 
 AGREEMENT_SAMPLES = 2000  # agreement is checked on this many samples: enough to catch any bug
+# OpenBLAS's worker threads busy-wait for 50-100 ms after their last call (OpenMP's, numba's, for
+# a shorter while): a numba step started right after a numpy step took 47 ms instead of 17 ms on
+# the project's 2-core machine, its second core taken by a spinning BLAS thread. Before timing a
+# case, wait this long so the previous case's threads have gone to sleep.
+SETTLE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -110,11 +115,17 @@ def check_agreement(case, X, y):
         np.testing.assert_allclose(b, rb, **tol, err_msg=f"{case}: b{i + 1} after one step")
 
 
+def settle():
+    """Let the worker threads of whatever ran before (numpy's BLAS, numba) stop spinning."""
+    time.sleep(SETTLE_SECONDS)
+
+
 def time_case(case, X, y, rounds=5, warmup=1):
     """Seconds per step of ``rounds`` timed steps, after ``warmup`` untimed ones (JIT compile)."""
     _, step = make_step(case, X, y)
     for _ in range(warmup):
         step()
+    settle()
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
