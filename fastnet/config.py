@@ -16,8 +16,8 @@ from pathlib import Path
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 NJIT = dict(fastmath=FASTMATH, cache=True, nogil=True, error_model="numpy", boundscheck=False)
 NJIT_PARALLEL = dict(NJIT, parallel=True)
-# Kernels vectorised by hand (fastnet.backends._simd) need no reassociation, and must not get it:
-# with it, LLVM folds their independent sums back into one chain that waits on every FMA.
+# Kernels vectorised by hand (fastnet.backends._simd) need no fastmath: nothing is left for LLVM to
+# vectorise, and without reassociation their sums are added exactly in the order written.
 NJIT_SIMD = dict(NJIT, fastmath=False)
 # Samples are split into fixed chunks, each with its own gradient buffer, summed in a fixed order.
 # The split depends only on N, never on the thread count, so results are bit-identical for any
