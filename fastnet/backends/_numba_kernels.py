@@ -336,7 +336,7 @@ def _chunked_pass(grads, g1s, stats, probs, rows, As, Dls, vecs, bests, flat, W1
         best = bests[c]
         g, g1 = grads[c], g1s[c]
         if backward:
-            g[:] = 0
+            g[layers[0, B_OFF]:] = 0  # from b1 on: W1's gradient goes to g1, its part of g is unused
             g1[:] = 0
         loss = 0.0
         correct = 0
