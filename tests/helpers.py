@@ -23,13 +23,17 @@ def real_mnist_dir(folder):
 
 
 def random_problem(n, sizes, seed, kind="uint8", zero_rows=0):
-    """(X, y) of n samples for a network of these sizes: uint8 pixels (mostly zero, like MNIST)
-    or floats in [0, 1]; the first ``zero_rows`` images are all zero."""
+    """(X, y) of n samples for a network of these sizes: uint8 pixels (mostly zero, like MNIST),
+    "mixed" uint8 pixels (the first D // 3 non-zero 90% of the time, the others 10%, like MNIST's
+    centre and edges) or floats in [0, 1]; the first ``zero_rows`` images are all zero."""
     rng = np.random.default_rng(seed)
     D, K = sizes[0], sizes[-1]
     if kind == "uint8":
         X = rng.integers(0, 256, (n, D)).astype(np.uint8)
         X[rng.random((n, D)) < 0.8] = 0
+    elif kind == "mixed":
+        X = rng.integers(1, 256, (n, D)).astype(np.uint8)
+        X[rng.random((n, D)) > np.where(np.arange(D) < D // 3, 0.9, 0.1)] = 0
     else:
         X = rng.random((n, D))
     X[:zero_rows] = 0

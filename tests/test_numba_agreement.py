@@ -66,13 +66,17 @@ ODD_CASES = {
     "hidden width 20 (3 float32 vectors, 5 float64)": (31, (100, 20, 10), "uint8", 1),
     "hidden width 129 (a mostly padded last pass)": (17, (300, 129, 10), "uint8", 0),
     "three hidden layers": (19, (20, 16, 8, 5, 3), "uint8", 0),
+    # MNIST-like: an odd number of dense pixels (the centre) and sparse ones (the edges)
+    "dense and sparse pixels, a partial last block": (300, (57, 10, 10), "mixed", 3),
 }
 
 
 @pytest.fixture
 def many_chunks(monkeypatch):
-    """Chunks of one sample: small N then really is split into up to N_CHUNKS chunks."""
+    """Blocks of 16 samples, chunks of one block: small N then really is split into up to N_CHUNKS
+    chunks, and most blocks have a partial last vector of samples."""
     monkeypatch.setattr(config, "MIN_CHUNK_SAMPLES", 1)
+    monkeypatch.setattr(config, "BLOCK", 16)
 
 
 @pytest.mark.parametrize("case", list(ODD_CASES))
@@ -94,6 +98,7 @@ def test_float32_numba_matches_float64_reference(seed_split):
 
 def test_float32_awkward_shapes_match_float64_reference(many_chunks):
     for case in ("N=37 (not a multiple of the chunk count)", "hidden width 13, two hidden layers",
+                 "dense and sparse pixels, a partial last block",
                  "hidden width 20 (3 float32 vectors, 5 float64)", "hidden width 129 (a mostly padded last pass)"):
         n, sizes, kind, zeros = ODD_CASES[case]
         X, y = random_problem(n, sizes, seed=n, kind=kind, zero_rows=zeros)

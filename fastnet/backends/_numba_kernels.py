@@ -5,162 +5,27 @@ Shapes: N samples, D inputs, H first-layer units, K classes, P parameters, C chu
 Network layout: one flat parameter vector described by ``layers``, an int64 table with one row per
 layer: [n_in, n_out, W offset, b offset, activation offset]. W is (n_out, n_in) as in numpy.
 
-Features are sparse rows (CSR, made once per dataset, see numba_backend.kernel_features): sample
-n's non-zero pixels are ``idx[ptr[n]:ptr[n + 1]]`` with values ``val[...]`` (uint8 stays uint8;
-the 1/255 scale is applied to the first layer's sums). On MNIST 81% of pixels are zero, so the
-first layer, which dominates the work (D x H per sample each way), only touches the other 19%.
+A training step splits the N samples into blocks of B (block k: samples k * B ...) and the blocks
+into C fixed chunks, processed in parallel. A block goes forward, through the softmax and
+backward, adding its gradient to the chunk's own buffers: ``g1s[c]`` (D * Hp,) for the first
+layer's weights, pixel-major, ``grads[c]`` (P,) for the rest. The chunk buffers are then summed in
+chunk order, so results do not depend on the number of threads. Within a block, activations and
+deltas are feature-major, (units, B), so the small layers' loops run over samples and vectorise.
 
-A training step splits the N samples into C fixed chunks (in parallel) and each chunk into blocks
-of B samples. A block goes forward, through the softmax and backward, adding its gradient to the
-chunk's own buffers: ``g1s[c]`` (D * Hp,) for the first layer's weights, ``grads[c]`` (P,) for the
-rest. The chunk buffers are then summed in chunk order, so results do not depend on the number of
-threads. Within a block, activations and deltas are feature-major, (units, B), so the small
-layers' loops run over samples and vectorise.
-
-The first layer runs on explicit vectors (:mod:`fastnet.backends._simd`): its weights are
-gathered each step pixel-major, ``W1T[d * Hp + h]``, with the units padded to Hp (whole vectors
-of 8 float32 or 4 float64 lanes; see numba_backend.padded_units). Per non-zero pixel, the forward
-pass adds a weight row into the sample's sums held in registers; the backward pass adds the
-sample's deltas into that pixel's gradient row. A sample's entries are read twice per step, both
-times from cache: forward, then backward once its block's deltas are known.
+The first layer, which touches the pixels and does most of the work, has its own module
+(:mod:`fastnet.backends._numba_first_layer`, where the features' layout is described).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
-from fastnet.backends._simd import at, lanes, vadd, vbroadcast, vfma, vload, vload4, vsplat, vstore, vzero
-from fastnet.config import NJIT, NJIT_PARALLEL, NJIT_SIMD
+from fastnet.backends import _numba_first_layer as first_layer
+from fastnet.config import NJIT, NJIT_PARALLEL
 
 N_IN, N_OUT, W_OFF, B_OFF, A_OFF = range(5)
-
-
-@njit(**NJIT)
-def _gather_first_layer(W1T, flat, layers):
-    """W1T[d * Hp + h] = W1[h, d]: the first layer's weights pixel-major (padding units stay 0)."""
-    D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_OFF]
-    Hp = W1T.shape[0] // D
-    for d in range(D):
-        for h in range(H):
-            W1T[d * Hp + h] = flat[w0 + h * D + d]
-
-
-@njit(**NJIT_SIMD)
-def _pass_vectors(Hp, L):
-    """How many vectors of units one pass over a sample's pixels handles: all of them up to three,
-    else four (Hp is then a multiple of four vectors, see numba_backend.padded_units)."""
-    return min(Hp // L, 4)
-
-
-@njit(**NJIT_SIMD)
-def _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp):
-    """z[t : t + 2L] = sum over entries k in [lo, hi) of val[k] * W1T[idx[k] * Hp + t : ... + 2L].
-
-    Entries are taken four at a time into four independent pairs of sums: an FMA takes 4 cycles,
-    and a single chain of sums would wait on each one.
-    """
-    L = lanes(W1T)
-    s0 = s1 = s2 = s3 = u0 = u1 = u2 = u3 = vzero(W1T)  # s: units t.., u: units t+L..
-    k = lo
-    while k + 4 <= hi:
-        p0, p1 = at(idx, k) * Hp + t, at(idx, k + 1) * Hp + t
-        p2, p3 = at(idx, k + 2) * Hp + t, at(idx, k + 3) * Hp + t
-        x = vload4(W1T, val, k)  # four pixel values, converted at once
-        v = vsplat(x, 0)
-        s0, u0 = vfma(vload(W1T, p0), v, s0), vfma(vload(W1T, p0 + L), v, u0)
-        v = vsplat(x, 1)
-        s1, u1 = vfma(vload(W1T, p1), v, s1), vfma(vload(W1T, p1 + L), v, u1)
-        v = vsplat(x, 2)
-        s2, u2 = vfma(vload(W1T, p2), v, s2), vfma(vload(W1T, p2 + L), v, u2)
-        v = vsplat(x, 3)
-        s3, u3 = vfma(vload(W1T, p3), v, s3), vfma(vload(W1T, p3 + L), v, u3)
-        k += 4
-    while k < hi:
-        p0 = at(idx, k) * Hp + t
-        v = vbroadcast(W1T, at(val, k))
-        s0, u0 = vfma(vload(W1T, p0), v, s0), vfma(vload(W1T, p0 + L), v, u0)
-        k += 1
-    vstore(z, t, vadd(vadd(s0, s1), vadd(s2, s3)))
-    vstore(z, t + L, vadd(vadd(u0, u1), vadd(u2, u3)))
-
-
-@njit(**NJIT_SIMD)
-def _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp):
-    """As _sum_rows_2 for V = 3 or 4 vectors of units: two entries at a time (2V sums in registers
-    already hide the FMA latency)."""
-    L = lanes(W1T)
-    a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = vzero(W1T)  # a: entry k, c: entry k + 1
-    k = lo
-    while k < hi:
-        p = at(idx, k) * Hp + t
-        v = vbroadcast(W1T, at(val, k))
-        second = k + 1 < hi
-        q = at(idx, k + 1) * Hp + t if second else p
-        w = vbroadcast(W1T, at(val, k + 1) if second else 0)  # a lone last entry adds 0 * row
-        a0, c0 = vfma(vload(W1T, p), v, a0), vfma(vload(W1T, q), w, c0)
-        a1, c1 = vfma(vload(W1T, p + L), v, a1), vfma(vload(W1T, q + L), w, c1)
-        a2, c2 = vfma(vload(W1T, p + 2 * L), v, a2), vfma(vload(W1T, q + 2 * L), w, c2)
-        if V > 3:
-            a3, c3 = vfma(vload(W1T, p + 3 * L), v, a3), vfma(vload(W1T, q + 3 * L), w, c3)
-        k += 2
-    vstore(z, t, vadd(a0, c0))
-    vstore(z, t + L, vadd(a1, c1))
-    vstore(z, t + 2 * L, vadd(a2, c2))
-    if V > 3:
-        vstore(z, t + 3 * L, vadd(a3, c3))
-
-
-@njit(**NJIT_SIMD)
-def _first_layer_forward(A, z, n0, nb, ptr, idx, val, W1T, flat, layers, scale):
-    """A[:H, b] = relu(scale * (W1 @ x_b) + b1) for the block's samples, from their non-zero pixels:
-    per sample, one pass over its pixels per V vectors of units, the sums held in registers."""
-    D, H, b0 = layers[0, N_IN], layers[0, N_OUT], layers[0, B_OFF]
-    L = lanes(W1T)
-    Hp = W1T.shape[0] // D
-    V = _pass_vectors(Hp, L)
-    for b in range(nb):
-        lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
-        for t in range(0, Hp, V * L):
-            if V == 2:
-                _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp)
-            else:
-                _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp)
-        for h in range(H):
-            a = z[h] * scale + flat[b0 + h]
-            A[h, b] = a if a > 0 else 0 * a  # ReLU; 0 * a keeps the dtype (and a NaN stays NaN)
-
-
-@njit(**NJIT_SIMD)
-def _first_layer_backward(g1, g, e, n0, Dl, nb, ptr, idx, val, layers, scale):
-    """g1[d * Hp + h] += scale * sum_b Dl[h, b] * x_b[d], over each sample's non-zero pixels only;
-    g[b1] += sum_b Dl[:H, b]. e (Hp,) is scratch whose entries from H on are zero."""
-    D, H, b0 = layers[0, N_IN], layers[0, N_OUT], layers[0, B_OFF]
-    L = lanes(g1)
-    Hp = g1.shape[0] // D
-    V = _pass_vectors(Hp, L)
-    for b in range(nb):
-        for h in range(H):
-            e[h] = Dl[h, b] * scale
-        lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
-        for t in range(0, Hp, V * L):
-            d0, d1 = vload(e, t), vload(e, t + L)  # this sample's deltas stay in registers
-            d2 = vload(e, t + 2 * L) if V > 2 else d0
-            d3 = vload(e, t + 3 * L) if V > 3 else d0
-            for k in range(lo, hi):
-                p = at(idx, k) * Hp + t
-                v = vbroadcast(g1, at(val, k))
-                vstore(g1, p, vfma(d0, v, vload(g1, p)))
-                vstore(g1, p + L, vfma(d1, v, vload(g1, p + L)))
-                if V > 2:
-                    vstore(g1, p + 2 * L, vfma(d2, v, vload(g1, p + 2 * L)))
-                if V > 3:
-                    vstore(g1, p + 3 * L, vfma(d3, v, vload(g1, p + 3 * L)))
-    for h in range(H):
-        s = g[b0 + h]
-        for b in range(nb):
-            s += Dl[h, b]
-        g[b0 + h] = s
 
 
 @njit(**NJIT)
@@ -312,16 +177,18 @@ def _dense_backward(g, A, Dl, nb, y, n0, flat, layers):
 
 
 @njit(**NJIT_PARALLEL)
-def _chunked_pass(grads, g1s, stats, probs, rows, As, Dls, vecs, bests, flat, W1T, ptr, idx, val, scale,
-                  y, layers, backward):
+def _chunked_pass(grads, g1s, dense_grads, stats, probs, rows, As, Dls, vecs, bests, flat, W1T, Hp, dense, pixels,
+                  ptr, idx, val, scale, y, layers, backward):
     """Forward (and, if ``backward``, gradient accumulation) over C fixed chunks in parallel.
 
-    ptr, idx, val: the sparse features (see the module docstring); W1T: the first layer's weights
-    pixel-major. Written only when ``backward``: g1s (C, D * Hp) and grads (C, P), chunk c's
-    gradient sums (not yet divided by N), W1's in g1s, the rest in grads. stats (C, 2): chunk c's
-    loss sum and number correct; probs (N, K) is filled when it has N rows. Scratch, one slice per
-    chunk, allocated once per network shape: rows (C, Hp) a sample's first-layer sums or deltas;
-    As and Dls (C, units, B) activations and deltas; vecs (C, 3, B) and bests (C, B) for the softmax.
+    dense, pixels, ptr, idx, val, scale: the features; W1T (D * Hp + UNIT_TILE,): the first layer's
+    weights pixel-major (see _numba_first_layer). Written only when ``backward``: g1s (C, D * Hp)
+    and grads (C, P), chunk c's gradient sums (not yet divided by N), W1's in g1s, the rest in
+    grads. stats (C, 2): chunk c's loss sum and number correct; probs (N, K) is filled when it has
+    N rows. Scratch, allocated once per network shape: dense_grads (threads, ...) one per thread,
+    the dense pixels' gradient lanes of the chunk it is on; one slice per chunk of rows (C, Hp) a
+    sample's first-layer sums or deltas, As and Dls (C, units, B) activations and deltas, vecs
+    (C, 3, B) and bests (C, B) for the softmax.
     """
     N = ptr.shape[0] - 1
     C = stats.shape[0]
@@ -329,31 +196,37 @@ def _chunked_pass(grads, g1s, stats, probs, rows, As, Dls, vecs, bests, flat, W1
     K, o = layers[L - 1, N_OUT], layers[L - 1, A_OFF]
     want_probs = probs.shape[0] == N
     block = As.shape[2]
+    n_blocks = (N + block - 1) // block
+    H = layers[0, N_OUT]
     for c in prange(C):
-        lo, hi = c * N // C, (c + 1) * N // C
         row, A, Dl = rows[c], As[c], Dls[c]  # A: activations, feature-major; Dl: their deltas
         top, total, e = vecs[c, 0], vecs[c, 1], vecs[c, 2]
         best = bests[c]
         g, g1 = grads[c], g1s[c]
+        G = dense_grads[numba.get_thread_id()]
         if backward:
             g[layers[0, B_OFF]:] = 0  # from b1 on: W1's gradient goes to g1, its part of g is unused
             g1[:] = 0
+            G[:] = 0
         loss = 0.0
         correct = 0
-        for n0 in range(lo, hi, block):
-            nb = min(block, hi - n0)
-            _first_layer_forward(A, row, n0, nb, ptr, idx, val, W1T, flat, layers, scale)
+        for k in range(c * n_blocks // C, (c + 1) * n_blocks // C):
+            n0 = k * block
+            nb = min(block, N - n0)
+            first_layer.forward(A, row, k, nb, dense, pixels, ptr, idx, val, scale, W1T, Hp, flat, layers)
             _dense_forward(A, nb, flat, layers)
             block_loss, block_correct = _softmax_xent(A, nb, layers, y, n0, best, top, total, e)
             loss += block_loss
             correct += block_correct
             if want_probs:
                 for b in range(nb):
-                    for k in range(K):
-                        probs[n0 + b, k] = A[o + k, b]
+                    for j in range(K):
+                        probs[n0 + b, j] = A[o + j, b]
             if backward:
                 _dense_backward(g, A, Dl, nb, y, n0, flat, layers)
-                _first_layer_backward(g1, g, row, n0, Dl, nb, ptr, idx, val, layers, scale)
+                first_layer.backward(g, g1, G, row, k, nb, Dl, dense, pixels, ptr, idx, val, scale, Hp, layers)
+        if backward:
+            first_layer.fold_dense_gradients(g1, Hp, G, pixels, H, scale)
         stats[c, 0] = loss
         stats[c, 1] = correct
 

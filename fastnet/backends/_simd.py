@@ -110,6 +110,24 @@ def vbroadcast(typingctx, arr, s):
 
 
 @intrinsic
+def vload_as(typingctx, like, arr, i):
+    """arr[i : i + lanes] converted to like's dtype: a whole Vec from unsigned integers (pixels)
+    or floats of like's dtype. One load and one conversion for a vector of values."""
+    vec = Vec(like.dtype)
+    if not (isinstance(arr.dtype, types.Integer) and not arr.dtype.signed or arr.dtype == like.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        element = context.get_value_type(sig.args[1].dtype)
+        pointer = _item_pointer(context, builder, sig.args[1], args[1], args[2])
+        values = builder.load(builder.bitcast(pointer, ir.VectorType(element, vec.lanes).as_pointer()), align=1)
+        if isinstance(sig.args[1].dtype, types.Integer):
+            values = builder.uitofp(values, context.get_value_type(vec))
+        return values
+    return vec(like, arr, i), codegen
+
+
+@intrinsic
 def vload4(typingctx, like, arr, i):
     """arr[i : i + 4] converted to like's dtype, in lanes 0-3 of a Vec (other lanes: copies of
     lane 0). arr holds unsigned integers (pixels) or floats of like's dtype. One vector load and

@@ -24,41 +24,60 @@ _cache_dir = config.numba_cache_dir()
 if _cache_dir:  # read-only install: cache compiled kernels in the user's cache instead
     numba.config.CACHE_DIR = _cache_dir
 
-from fastnet.backends import _numba_kernels as K  # noqa: E402  (after the cache location is set)
+from fastnet.backends import _numba_first_layer as FL  # noqa: E402  (after the cache location is set)
+from fastnet.backends import _numba_kernels as K  # noqa: E402
 from fastnet.backends import _simd  # noqa: E402
 
 
 class Features(NamedTuple):
-    """Features as the kernels read them, made once per (dataset, dtype): each sample's non-zero
-    pixels, row by row (compressed sparse rows); see _numba_kernels."""
+    """Features as the kernels read them, made once per (dataset, dtype): the often non-zero pixels
+    block by block, the others as compressed sparse rows; see _numba_first_layer."""
 
-    ptr: np.ndarray  # (N + 1,) int64: sample n's entries are [ptr[n], ptr[n + 1])
+    dense: np.ndarray  # (blocks, P, BLOCK): dense[k, j, b] = pixel pixels[j] of sample k * BLOCK + b
+    pixels: np.ndarray  # (P,) int64: the dense pixels
+    ptr: np.ndarray  # (N + 1,) int64: sample n's sparse entries are [ptr[n], ptr[n + 1])
     idx: np.ndarray  # (nnz,) pixel of each entry: uint16 (int32 if D > 65,536)
     val: np.ndarray  # (nnz,) its value: uint8 stays uint8 (the 1/255 is applied inside), or floats
     scale: np.generic  # 1/255 for uint8 pixels, 1 for floats
 
 
+def _blocked(values, dtype):
+    """(N, P) values -> (blocks, P, BLOCK), zero past the last sample."""
+    B = config.BLOCK
+    blocks = -(-len(values) // B)
+    padded = np.zeros((blocks * B, values.shape[1]), dtype)
+    padded[:len(values)] = values
+    return np.ascontiguousarray(padded.reshape(blocks, B, -1).transpose(0, 2, 1))
+
+
 def kernel_features(X, dtype):
-    """Prepare validated features (N, D) for the kernels: their non-zero entries, row by row."""
+    """Prepare validated features (N, D) for the kernels: pixels non-zero in at least
+    config.DENSE_PIXEL_FRACTION of the samples as they are, the others' non-zero entries row by row."""
     N, D = X.shape
+    values_dtype = np.uint8 if X.dtype == np.uint8 else dtype
     nonzero = X != 0
+    is_dense = nonzero.sum(axis=0) >= config.DENSE_PIXEL_FRACTION * N
+    pixels = np.flatnonzero(is_dense).astype(np.int64)
+    dense = _blocked(X[:, pixels], values_dtype)
+    nonzero[:, is_dense] = False
     ptr = np.zeros(N + 1, np.int64)
     np.cumsum(nonzero.sum(axis=1), out=ptr[1:])
     columns = np.arange(D, dtype=np.uint16 if D <= 1 << 16 else np.int32)
     idx = np.broadcast_to(columns, X.shape)[nonzero]  # row-major: sample by sample, pixels in order
-    if X.dtype == np.uint8:
-        return Features(ptr, idx, X[nonzero], dtype.type(1 / 255))
-    return Features(ptr, idx, X[nonzero].astype(dtype), dtype.type(1))
+    scale = dtype.type(1 / 255 if X.dtype == np.uint8 else 1)
+    return Features(dense, pixels, ptr, idx, X[nonzero].astype(values_dtype, copy=False), scale)
 
 
 def subset_features(f, rows):
-    """Features of the caller's rows ``rows`` of an already prepared dataset (a mini-batch):
-    their entries are copied, no new pass over the pixels."""
+    """Features of the caller's rows ``rows`` of an already prepared dataset (a mini-batch): their
+    values are copied, no new pass over the pixels."""
+    B = f.dense.shape[2]
+    dense = _blocked(f.dense[rows // B, :, rows % B], f.dense.dtype)
     starts, counts = f.ptr[rows], f.ptr[rows + 1] - f.ptr[rows]
     ptr = np.zeros(len(rows) + 1, np.int64)
     np.cumsum(counts, out=ptr[1:])
     take = np.repeat(starts - ptr[:-1], counts) + np.arange(ptr[-1])
-    return Features(ptr, f.idx[take], f.val[take], f.scale)
+    return Features(dense, f.pixels, ptr, f.idx[take], f.val[take], f.scale)
 
 
 def padded_units(H, dtype):
@@ -86,19 +105,31 @@ class Workspace:
         self.layers = np.array([[n_in, n_out, w, b, a] for n_in, n_out, (w, b), a in
                                 zip(sizes[:-1], sizes[1:], layer_offsets(sizes), act_offsets)], np.int64)
         offset, act_offset = n_params(sizes), act_offsets[-1]
-        C, B, D, Hp = config.N_CHUNKS, config.BLOCK, sizes[0], padded_units(sizes[1], dtype)
+        C, B, D, H = config.N_CHUNKS, config.BLOCK, sizes[0], sizes[1]
+        self.Hp, self.lanes = padded_units(H, dtype), _simd.VECTOR_BITS // (8 * dtype.itemsize)
+        assert B % (2 * self.lanes) == 0, "config.BLOCK must be a whole number of pairs of vectors"
+        tile = FL.UNIT_TILE  # the dense-pixel kernels compute units up to a whole tile past H
         self.grads = np.zeros((C, offset), dtype)
-        self.g1s = _zeros_aligned((C, D * Hp), dtype)
-        self.W1T = _zeros_aligned((D * Hp,), dtype)  # padding units stay zero
+        self.g1s = _zeros_aligned((C, D * self.Hp), dtype)
+        self.W1T = _zeros_aligned((D * self.Hp + tile,), dtype)  # padding units stay zero
         # per-chunk scratch of the kernels (see _chunked_pass)
-        self.rows = np.zeros((C, Hp), dtype)  # entries from H on stay zero
-        self.As = np.zeros((C, act_offset, B), dtype)
-        self.Dls = np.zeros((C, act_offset, B), dtype)
+        self.rows = np.zeros((C, self.Hp), dtype)  # entries from H on stay zero
+        self.As = np.zeros((C, act_offset + tile, B), dtype)
+        self.Dls = np.zeros((C, act_offset + tile, B), dtype)
         self.vecs = np.zeros((C, 3, B), dtype)
         self.bests = np.zeros((C, B), np.int64)
         self.grad = np.zeros(offset, dtype)
         self.stats = np.zeros((C, 2), np.float64)
         self.no_probs = np.zeros((0, sizes[-1]), dtype)
+        self._dense_grads = np.zeros((numba.config.NUMBA_NUM_THREADS, 0), dtype)
+
+    def dense_grads(self, n_pixels, H):
+        """Per-thread buffers for the gradient lanes of n_pixels dense pixels (see _chunked_pass),
+        reallocated when a dataset has another number of dense pixels."""
+        size = -(-n_pixels * FL.tiled_units(H) * self.lanes // 16) * 16  # whole cache lines per thread
+        if self._dense_grads.shape[1] != size:
+            self._dense_grads = _zeros_aligned((numba.config.NUMBA_NUM_THREADS, size), self._dense_grads.dtype)
+        return self._dense_grads
 
 
 class NumbaBackend(Backend):
@@ -115,14 +146,14 @@ class NumbaBackend(Backend):
 
     def _workspace(self, net):
         spaces = self._local.__dict__.setdefault("spaces", {})
-        key = (net.sizes, net.dtype.name)
+        key = (net.sizes, net.dtype.name, config.BLOCK)
         if key not in spaces:
             spaces[key] = Workspace(net.sizes, net.dtype)
         return spaces[key]
 
     def _inputs(self, net, X, y, need_labels):
         data, y = as_dataset(X, y, net, need_labels)
-        features = data.prepared(("numba", net.dtype.name), lambda X: kernel_features(X, net.dtype),
+        features = data.prepared(("numba", net.dtype.name, config.BLOCK), lambda X: kernel_features(X, net.dtype),
                                  take=subset_features)
         if y is None:
             y = np.full(len(features.ptr) - 1, -1, np.int64)  # "no label": forward only
@@ -131,10 +162,12 @@ class NumbaBackend(Backend):
     def _pass(self, net, f, y, ws, backward, probs=None):
         n = len(f.ptr) - 1
         C = config.n_chunks(n)
-        K._gather_first_layer(ws.W1T, net.flat, ws.layers)
-        K._chunked_pass(ws.grads[:C], ws.g1s[:C], ws.stats[:C], ws.no_probs if probs is None else probs,
-                        ws.rows, ws.As, ws.Dls, ws.vecs, ws.bests, net.flat, ws.W1T, f.ptr, f.idx, f.val,
-                        f.scale, y, ws.layers, backward)
+        FL.gather_weights(ws.W1T, ws.Hp, net.flat, ws.layers)
+        dense_grads = ws.dense_grads(len(f.pixels), net.sizes[1])
+        K._chunked_pass(ws.grads[:C], ws.g1s[:C], dense_grads, ws.stats[:C],
+                        ws.no_probs if probs is None else probs, ws.rows, ws.As, ws.Dls, ws.vecs, ws.bests,
+                        net.flat, ws.W1T, ws.Hp, f.dense.reshape(-1), f.pixels, f.ptr, f.idx, f.val, f.scale, y,
+                        ws.layers, backward)
         return StepResult(float(ws.stats[:C, 0].sum() / n), float(ws.stats[:C, 1].sum() / n))
 
     def _reduce(self, grad, ws, net, features):
