@@ -47,3 +47,24 @@ def test_read_only_install_without_writable_home_trains_and_caches(tmp_path):
     assert float(done.stdout.strip()) > 0
     cached = list((tmp / f"fastnet-numba-{os.getuid()}").rglob("*.nbi"))
     assert cached, "no kernels were cached in the fallback folder"
+
+
+def test_a_change_to_any_kernel_source_invalidates_every_cached_kernel(tmp_path):
+    """Numba stamps a cached kernel with its own file only; fastnet's kernels span several files."""
+    from numba.core.dispatcher import Dispatcher
+
+    from fastnet.backends import _kernel_cache, _numba_first_layer, _numba_kernels, numba_backend  # noqa: F401
+
+    copy = tmp_path / "fastnet"
+    shutil.copytree(Path(fastnet.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert _kernel_cache.fingerprint(copy) == _kernel_cache.STAMP
+    for name in _kernel_cache.SOURCES:
+        path = copy / name
+        text = path.read_text()
+        path.write_text(text + "\n# edited\n")
+        assert _kernel_cache.fingerprint(copy) != _kernel_cache.STAMP, f"an edit of {name} goes unnoticed"
+        path.write_text(text)
+    kernels = [k for m in (_numba_first_layer, _numba_kernels) for k in vars(m).values() if isinstance(k, Dispatcher)]
+    assert len(kernels) > 10
+    for kernel in kernels:
+        assert kernel._cache._impl.locator.get_source_stamp() == _kernel_cache.STAMP, kernel.py_func.__name__

@@ -24,9 +24,11 @@ _cache_dir = config.numba_cache_dir()
 if _cache_dir:  # read-only install: cache compiled kernels in the user's cache instead
     numba.config.CACHE_DIR = _cache_dir
 
-from fastnet.backends import _numba_first_layer as FL  # noqa: E402  (after the cache location is set)
+from fastnet.backends import _kernel_cache, _simd  # noqa: E402  (after the cache location is set)
+from fastnet.backends import _numba_first_layer as FL  # noqa: E402
 from fastnet.backends import _numba_kernels as K  # noqa: E402
-from fastnet.backends import _simd  # noqa: E402
+
+_kernel_cache.use_for(FL, K)
 
 
 class Features(NamedTuple):
