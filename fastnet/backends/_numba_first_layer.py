@@ -42,6 +42,12 @@ def tiled_units(H):
 
 
 @njit(**NJIT)
+def dense_grads_size(n_pixels, H, L):
+    """How many entries the dense pixels' gradient lanes take (see _dense_pixels_backward)."""
+    return n_pixels * tiled_units(H) * L
+
+
+@njit(**NJIT)
 def gather_weights(W1T, Hp, flat, layers):
     """W1T[d * Hp + h] = W1[h, d]: the first layer's weights pixel-major (padding units stay 0)."""
     D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_OFF]

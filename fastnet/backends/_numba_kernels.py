@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastnet.backends import _numba_first_layer as first_layer
+from fastnet.backends._simd import lanes
 from fastnet.config import NJIT, NJIT_PARALLEL
 
 N_IN, N_OUT, W_OFF, B_OFF, A_OFF = range(5)
@@ -185,8 +186,8 @@ def _chunked_pass(grads, g1s, dense_grads, stats, probs, rows, As, Dls, vecs, be
     weights pixel-major (see _numba_first_layer). Written only when ``backward``: g1s (C, D * Hp)
     and grads (C, P), chunk c's gradient sums (not yet divided by N), W1's in g1s, the rest in
     grads. stats (C, 2): chunk c's loss sum and number correct; probs (N, K) is filled when it has
-    N rows. Scratch, allocated once per network shape: dense_grads (threads, ...) one per thread,
-    the dense pixels' gradient lanes of the chunk it is on; one slice per chunk of rows (C, Hp) a
+    N rows. Scratch, allocated once per network shape: dense_grads (threads, >= dense_grads_size)
+    one per thread, the dense pixels' gradient lanes of the chunk it is on; one slice per chunk of rows (C, Hp) a
     sample's first-layer sums or deltas, As and Dls (C, units, B) activations and deltas, vecs
     (C, 3, B) and bests (C, B) for the softmax.
     """
@@ -198,6 +199,7 @@ def _chunked_pass(grads, g1s, dense_grads, stats, probs, rows, As, Dls, vecs, be
     block = As.shape[2]
     n_blocks = (N + block - 1) // block
     H = layers[0, N_OUT]
+    dense_size = first_layer.dense_grads_size(pixels.shape[0], H, lanes(W1T))
     for c in prange(C):
         row, A, Dl = rows[c], As[c], Dls[c]  # A: activations, feature-major; Dl: their deltas
         top, total, e = vecs[c, 0], vecs[c, 1], vecs[c, 2]
@@ -207,7 +209,7 @@ def _chunked_pass(grads, g1s, dense_grads, stats, probs, rows, As, Dls, vecs, be
         if backward:
             g[layers[0, B_OFF]:] = 0  # from b1 on: W1's gradient goes to g1, its part of g is unused
             g1[:] = 0
-            G[:] = 0
+            G[:dense_size] = 0
         loss = 0.0
         correct = 0
         for k in range(c * n_blocks // C, (c + 1) * n_blocks // C):

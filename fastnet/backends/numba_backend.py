@@ -49,7 +49,7 @@ def _blocked(values, dtype):
     blocks = -(-len(values) // B)
     padded = np.zeros((blocks * B, values.shape[1]), dtype)
     padded[:len(values)] = values
-    return np.ascontiguousarray(padded.reshape(blocks, B, -1).transpose(0, 2, 1))
+    return np.ascontiguousarray(padded.reshape(blocks, B, values.shape[1]).transpose(0, 2, 1))
 
 
 def kernel_features(X, dtype):
@@ -127,9 +127,10 @@ class Workspace:
 
     def dense_grads(self, n_pixels, H):
         """Per-thread buffers for the gradient lanes of n_pixels dense pixels (see _chunked_pass),
-        reallocated when a dataset has another number of dense pixels."""
-        size = -(-n_pixels * FL.tiled_units(H) * self.lanes // 16) * 16  # whole cache lines per thread
-        if self._dense_grads.shape[1] != size:
+        grown when a dataset has more dense pixels than any before."""
+        size = FL.dense_grads_size(n_pixels, H, self.lanes)
+        if self._dense_grads.shape[1] < size:
+            size = -(-size // 16) * 16  # whole cache lines per thread: no false sharing
             self._dense_grads = _zeros_aligned((numba.config.NUMBA_NUM_THREADS, size), self._dense_grads.dtype)
         return self._dense_grads
 
