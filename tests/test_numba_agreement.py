@@ -74,7 +74,7 @@ ODD_CASES = {
 @pytest.fixture
 def many_chunks(monkeypatch):
     """Blocks of 16 samples, chunks of one block: small N then really is split into up to N_CHUNKS
-    chunks, and most blocks have a partial last vector of samples."""
+    chunks (the last block usually partial)."""
     monkeypatch.setattr(config, "MIN_CHUNK_SAMPLES", 1)
     monkeypatch.setattr(config, "BLOCK", 16)
 
@@ -161,24 +161,27 @@ def test_float64_agreement_with_saturated_softmax():
 def test_simd_vectors_compute_what_numpy_computes(dtype):
     from numba import njit
 
-    from fastnet.backends._simd import lanes, vadd, vbroadcast, vfma, vload, vload4, vsplat, vstore, vzero
+    from fastnet.backends._simd import lanes, vadd, vbroadcast, vfma, vload, vload4, vload_as, vsplat, vstore, vzero
 
     @njit
-    def kernel(out, a, b, pixels, scalar):
+    def kernel(out, a, b, pixels, many, scalar):
         L = lanes(a)
         vstore(out, 0, vfma(vload(a, 0), vload(b, L), vzero(a)))  # a[:L] * b[L:2L]
         vstore(out, L, vadd(vload(a, L), vbroadcast(a, scalar)))  # a[L:2L] + scalar
         x = vload4(a, pixels, 1)  # pixels[1:5] as floats, lanes 0-3
         vstore(out, 2 * L, vsplat(x, 3))  # every lane = pixels[4]
         vstore(out, 3 * L, vload4(a, a, 0))  # float input: a[:4] unchanged in lanes 0-3
+        vstore(out, 4 * L, vload_as(a, many, 3))  # many[3 : 3 + L] as floats
 
     rng = np.random.default_rng(0)
     L = 32 // np.dtype(dtype).itemsize
     a, b = rng.random(2 * L).astype(dtype), rng.random(2 * L).astype(dtype)
     pixels = np.array([9, 200, 0, 17, 255, 3], np.uint8)
-    out = np.zeros(4 * L, dtype)
-    kernel(out, a, b, pixels, 7)
+    out = np.zeros(5 * L, dtype)
+    many = np.arange(250, 250 - 2 * L, -1).astype(np.uint8)
+    kernel(out, a, b, pixels, many, 7)
     np.testing.assert_allclose(out[:L], a[:L] * b[L:], rtol=1e-6)
     np.testing.assert_array_equal(out[L:2 * L], a[L:] + dtype(7))
     np.testing.assert_array_equal(out[2 * L:3 * L], np.full(L, 255, dtype))
     np.testing.assert_array_equal(out[3 * L:3 * L + 4], a[:4])
+    np.testing.assert_array_equal(out[4 * L:], many[3:3 + L].astype(dtype))
