@@ -92,9 +92,14 @@ def _dense_pixels_forward(A, nb, dense, base, pixels, W1T, Hp, H):
 
 
 @njit(**NJIT_SIMD)
-def _add_lanes(G, i, v):
-    """G[i : i + lanes] += v."""
-    vstore(G, i, vadd(vload(G, i), v))
+def _add_tile(G, i, v0, v1, v2, v3, v4):
+    """G[i + t * lanes : ... + lanes] += vt for the UNIT_TILE vectors of a tile."""
+    L = lanes(G)
+    vstore(G, i, vadd(vload(G, i), v0))
+    vstore(G, i + L, vadd(vload(G, i + L), v1))
+    vstore(G, i + 2 * L, vadd(vload(G, i + 2 * L), v2))
+    vstore(G, i + 3 * L, vadd(vload(G, i + 3 * L), v3))
+    vstore(G, i + 4 * L, vadd(vload(G, i + 4 * L), v4))
 
 
 @njit(**NJIT_SIMD)
@@ -123,19 +128,9 @@ def _dense_pixels_backward(G, nb, dense, base, P, Dl, H):
                 a3, c3 = vfma(x, v, a3), vfma(u, v, c3)
                 v = vload(d4, g)
                 a4, c4 = vfma(x, v, a4), vfma(u, v, c4)
-            r = (j * Ht + h0) * L
-            _add_lanes(G, r, a0)
-            _add_lanes(G, r + L, a1)
-            _add_lanes(G, r + 2 * L, a2)
-            _add_lanes(G, r + 3 * L, a3)
-            _add_lanes(G, r + 4 * L, a4)
+            _add_tile(G, (j * Ht + h0) * L, a0, a1, a2, a3, a4)
             if two:
-                r = (q * Ht + h0) * L
-                _add_lanes(G, r, c0)
-                _add_lanes(G, r + L, c1)
-                _add_lanes(G, r + 2 * L, c2)
-                _add_lanes(G, r + 3 * L, c3)
-                _add_lanes(G, r + 4 * L, c4)
+                _add_tile(G, (q * Ht + h0) * L, c0, c1, c2, c3, c4)
 
 
 @njit(**NJIT)

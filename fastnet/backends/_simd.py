@@ -41,6 +41,22 @@ def _item_pointer(context, builder, arrtype, arr, i):
     return cgutils.get_item_pointer(context, builder, arrtype, array, [i], wraparound=False, boundscheck=False)
 
 
+def _convertible(arr, like):
+    """Whether arr's values load into a Vec of like's dtype: unsigned integers, or that dtype."""
+    return isinstance(arr.dtype, types.Integer) and not arr.dtype.signed or arr.dtype == like.dtype
+
+
+def _load_converted(context, builder, arrtype, arr, i, count, dtype):
+    """arr[i : i + count] as an LLVM vector of dtype (unsigned integers converted, floats as they
+    are): one unaligned vector load."""
+    element = context.get_value_type(arrtype.dtype)
+    pointer = _item_pointer(context, builder, arrtype, arr, i)
+    values = builder.load(builder.bitcast(pointer, ir.VectorType(element, count).as_pointer()), align=1)
+    if isinstance(arrtype.dtype, types.Integer):
+        values = builder.uitofp(values, ir.VectorType(context.get_value_type(dtype), count))
+    return values
+
+
 def _broadcast(builder, vtype, scalar):
     lane0 = builder.insert_element(ir.Constant(vtype, None), scalar, ir.Constant(ir.IntType(32), 0))
     zeros = ir.Constant(ir.VectorType(ir.IntType(32), vtype.count), [0] * vtype.count)
@@ -114,16 +130,11 @@ def vload_as(typingctx, like, arr, i):
     """arr[i : i + lanes] converted to like's dtype: a whole Vec from unsigned integers (pixels)
     or floats of like's dtype. One load and one conversion for a vector of values."""
     vec = Vec(like.dtype)
-    if not (isinstance(arr.dtype, types.Integer) and not arr.dtype.signed or arr.dtype == like.dtype):
+    if not _convertible(arr, like):
         return None
 
     def codegen(context, builder, sig, args):
-        element = context.get_value_type(sig.args[1].dtype)
-        pointer = _item_pointer(context, builder, sig.args[1], args[1], args[2])
-        values = builder.load(builder.bitcast(pointer, ir.VectorType(element, vec.lanes).as_pointer()), align=1)
-        if isinstance(sig.args[1].dtype, types.Integer):
-            values = builder.uitofp(values, context.get_value_type(vec))
-        return values
+        return _load_converted(context, builder, sig.args[1], args[1], args[2], vec.lanes, vec.dtype)
     return vec(like, arr, i), codegen
 
 
@@ -133,15 +144,11 @@ def vload4(typingctx, like, arr, i):
     lane 0). arr holds unsigned integers (pixels) or floats of like's dtype. One vector load and
     conversion for four entries, instead of four scalar ones."""
     vec = Vec(like.dtype)
-    if not (isinstance(arr.dtype, types.Integer) and not arr.dtype.signed or arr.dtype == like.dtype):
+    if not _convertible(arr, like):
         return None
 
     def codegen(context, builder, sig, args):
-        element = context.get_value_type(sig.args[1].dtype)
-        pointer = _item_pointer(context, builder, sig.args[1], args[1], args[2])
-        four = builder.load(builder.bitcast(pointer, ir.VectorType(element, 4).as_pointer()), align=1)
-        if isinstance(sig.args[1].dtype, types.Integer):
-            four = builder.uitofp(four, ir.VectorType(context.get_value_type(vec.dtype), 4))
+        four = _load_converted(context, builder, sig.args[1], args[1], args[2], 4, vec.dtype)
         widen = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0, 1, 2, 3] + [0] * (vec.lanes - 4))
         return builder.shuffle_vector(four, ir.Constant(four.type, None), widen)
     return vec(like, arr, i), codegen
