@@ -21,6 +21,11 @@ from numba.extending import intrinsic, models, register_model
 VECTOR_BITS = 256
 
 
+def dtype_lanes(dtype):
+    """How many values of a numpy dtype one Vec holds (8 float32, 4 float64)."""
+    return VECTOR_BITS // (8 * dtype.itemsize)
+
+
 class Vec(types.Type):
     """A vector of VECTOR_BITS of one float dtype."""
 
@@ -66,7 +71,7 @@ def _broadcast(builder, vtype, scalar):
 @intrinsic
 def lanes(typingctx, arr):
     """How many of arr's elements one Vec holds (a compile-time constant)."""
-    n = VECTOR_BITS // arr.dtype.bitwidth
+    n = Vec(arr.dtype).lanes
 
     def codegen(context, builder, sig, args):
         return ir.Constant(ir.IntType(64), n)

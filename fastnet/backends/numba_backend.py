@@ -85,7 +85,7 @@ def subset_features(f, rows):
 def padded_units(H, dtype):
     """H rounded up for the first-layer kernels, which take 2, 3 or 4 vectors of units per pass
     over a sample's pixels (see _numba_kernels._pass_vectors)."""
-    lanes = _simd.VECTOR_BITS // (8 * dtype.itemsize)
+    lanes = _simd.dtype_lanes(dtype)
     vectors = -(-H // lanes)
     return lanes * (max(vectors, 2) if vectors <= 3 else -(-vectors // 4) * 4)
 
@@ -108,7 +108,7 @@ class Workspace:
                                 zip(sizes[:-1], sizes[1:], layer_offsets(sizes), act_offsets)], np.int64)
         offset, act_offset = n_params(sizes), act_offsets[-1]
         C, B, D, H = config.N_CHUNKS, config.BLOCK, sizes[0], sizes[1]
-        self.Hp, self.lanes = padded_units(H, dtype), _simd.VECTOR_BITS // (8 * dtype.itemsize)
+        self.Hp, self.lanes = padded_units(H, dtype), _simd.dtype_lanes(dtype)
         assert B % (2 * self.lanes) == 0, "config.BLOCK must be a whole number of pairs of vectors"
         tile = FL.UNIT_TILE  # the dense-pixel kernels compute units up to a whole tile past H
         self.grads = np.zeros((C, offset), dtype)
