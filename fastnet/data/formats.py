@@ -11,6 +11,7 @@ import io
 import re
 import struct
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,6 +20,11 @@ from fastnet.inputs import PIXEL_MAX
 IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801
 GZIP_MAGIC = b"\x1f\x8b"
 N_CLASSES = 10
+# The official IDX file names (images, labels) of each split.
+IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 class DataError(ValueError):
@@ -78,36 +84,44 @@ def check_labels_file(labels, name):
 # ----------------------------------------------------------------------------- CSV
 
 
+# Field separators read: commas (the seed's and Kaggle's files), semicolons (spreadsheets in many
+# locales) and tabs. The first line decides which one a file uses.
+DELIMITERS = {",": "commas", ";": "semicolons", "\t": "tabs"}
+# A header column with one of these names (any case) holds the labels, wherever it stands.
+LABEL_NAMES = {"label", "labels", "class", "digit", "target", "y"}
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class CsvLayout(NamedTuple):
+    """What the first non-blank line of an MNIST CSV says about the file."""
+
+    skip_rows: int  # raw lines before the data: leading blank lines, and the header if any
+    delimiter: str
+    n_cols: int
+    label_col: int | None  # index of the label column, None for pixels only
+
+
 def read_csv(source, name, n_pixels=784, progress=None, chunk_rows=5000):
     """(images (N, n_pixels) uint8, labels (N,) uint8 or None) from an MNIST CSV.
 
-    ``source`` is a path or a binary file object. Each row is a label followed by the pixels, or
-    the pixels alone (an unlabeled file such as Kaggle's test.csv); the first row may be a header.
+    ``source`` is a path (gzip-compressed when it ends in ``.gz``) or a binary file object. Each
+    row is a label followed by the pixels, or the pixels alone (an unlabeled file such as Kaggle's
+    test.csv); the first row may be a header, which then names the label column wherever it is.
     ``progress`` is called with the number of rows read after each chunk.
     """
-    head = _first_line(source)
-    if head is None:
-        raise DataError(f"{name}: the file is empty")
-    fields = head.split(",")
-    has_header = not _is_number(fields[0])
-    n_cols = len(fields)
-    if n_cols not in (n_pixels, n_pixels + 1):
-        raise DataError(
-            f"{name}: line 1 has {n_cols} columns, expected {n_pixels + 1} (label + {n_pixels} pixels) "
-            f"or {n_pixels} (pixels only)"
-        )
-    labeled = n_cols == n_pixels + 1
+    layout = csv_layout(source, name, n_pixels)
     import pandas as pd  # here, not at the top: loading from the cache should not pay for pandas
 
     try:
         reader = pd.read_csv(
-            source, header=None, skiprows=1 if has_header else 0, chunksize=chunk_rows,
-            skip_blank_lines=True, names=range(n_cols), engine="c", low_memory=False,
-            keep_default_na=False, na_values=[""],  # only empty cells are missing; 'nan' is text
+            source, header=None, skiprows=layout.skip_rows, chunksize=chunk_rows,
+            sep=layout.delimiter, skip_blank_lines=True, names=range(layout.n_cols), engine="c",
+            low_memory=False, keep_default_na=False, na_values=[""],  # only empty cells are missing
+            compression=_compression(source), encoding="utf-8",
         )
-        chunks, first_line = [], 2 if has_header else 1
+        chunks, first_line = [], layout.skip_rows + 1
         for chunk in reader:
-            chunks.append(_checked_chunk(chunk, name, first_line, labeled))
+            chunks.append(_checked_chunk(chunk, name, first_line, layout.label_col))
             first_line += len(chunk)
             if progress:
                 progress(len(chunk))
@@ -115,24 +129,78 @@ def read_csv(source, name, n_pixels=784, progress=None, chunk_rows=5000):
         raise DataError(f"{name}: {_parser_message(exc)}") from None
     except (UnicodeDecodeError, EOFError, zlib.error, OSError) as exc:
         raise DataError(f"{name}: unreadable ({exc})") from None
-    table = np.concatenate(chunks) if chunks else np.zeros((0, n_cols), np.uint8)
+    table = np.concatenate(chunks) if chunks else np.zeros((0, layout.n_cols), np.uint8)
     if len(table) == 0:
         raise DataError(f"{name}: a header but no data rows")
-    if labeled:
-        return np.ascontiguousarray(table[:, 1:]), np.ascontiguousarray(table[:, 0])
-    return table, None
+    if layout.label_col is None:
+        return table, None
+    return np.ascontiguousarray(np.delete(table, layout.label_col, axis=1)), \
+        np.ascontiguousarray(table[:, layout.label_col])
 
 
-def _first_line(source):
-    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-        with open(source, "rb") as f:
-            line = f.readline()
-    else:
+def csv_layout(source, name, n_pixels=784):
+    """The :class:`CsvLayout` of an MNIST CSV, or DataError saying what does not fit."""
+    blank, head = _first_line(source, name)
+    if head is None:
+        raise DataError(f"{name}: the file is empty")
+    delimiter = max(DELIMITERS, key=head.count)
+    fields = [f.strip().strip('"').strip() for f in head.split(delimiter)]
+    n_cols = len(fields)
+    if n_cols not in (n_pixels, n_pixels + 1):
+        seps = "" if n_cols > 1 else " (fields are separated by commas, semicolons or tabs)"
+        raise DataError(
+            f"{name}: line {blank + 1} has {n_cols} column{'s' if n_cols != 1 else ''}{seps}, expected "
+            f"{n_pixels + 1} (label + {n_pixels} pixels) or {n_pixels} (pixels only)"
+        )
+    has_header = not all(_is_number(f) for f in fields if f)
+    label_col = 0 if n_cols == n_pixels + 1 else None
+    if has_header:
+        named = [i for i, f in enumerate(fields) if f.lower() in LABEL_NAMES]
+        if len(named) > 1:
+            raise DataError(f"{name}: the header names {len(named)} label columns "
+                            f"({', '.join(fields[i] for i in named)})")
+        if named and n_cols == n_pixels:
+            raise DataError(f"{name}: the header names a label column ({fields[named[0]]!r}) but the "
+                            f"file has only {n_cols} columns, one short of label + {n_pixels} pixels")
+        if named:
+            label_col = named[0]
+        elif label_col is not None and _looks_like_pixel(fields[0]):
+            raise DataError(f"{name}: {n_cols} columns but none is named 'label' in the header, "
+                            f"so the label column cannot be told from the pixels")
+    return CsvLayout(blank + has_header, delimiter, n_cols, label_col)
+
+
+def _first_line(source, name):
+    """(number of blank lines before it, the first non-blank line as text) or (n, None)."""
+    def scan(f):
+        blank = 0
+        for raw in f:
+            if blank == 0 and raw.startswith(UTF8_BOM):  # pandas skips it too
+                raw = raw[len(UTF8_BOM):]
+            text = raw.decode("utf-8", errors="replace").strip()
+            if text:
+                return blank, text
+            blank += 1
+        return blank, None
+
+    try:
+        if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+            opener = gzip.open if _compression(source) == "gzip" else open
+            with opener(source, "rb") as f:
+                return scan(f)
         pos = source.tell()
-        line = source.readline()
-        source.seek(pos)
-    line = line.decode("utf-8", errors="replace").strip()
-    return line or None
+        try:
+            return scan(source)
+        finally:
+            source.seek(pos)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise DataError(f"{name}: unreadable ({exc})") from None
+
+
+def _compression(source):
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        return "gzip" if str(source).lower().endswith(".gz") else None
+    return None
 
 
 def _is_number(text):
@@ -143,7 +211,12 @@ def _is_number(text):
         return False
 
 
-def _checked_chunk(chunk, name, first_line, labeled):
+def _looks_like_pixel(name):
+    """Header names of pixel columns: pixel0, 1x1, px12, 28x28 ..."""
+    return bool(re.fullmatch(r"(pixel|px|p)?_?\d+([x_]\d+)?", name.lower()))
+
+
+def _checked_chunk(chunk, name, first_line, label_col):
     """The chunk as uint8, or DataError naming the first bad cell's line and column."""
     import pandas as pd
 
@@ -155,26 +228,27 @@ def _checked_chunk(chunk, name, first_line, labeled):
             r, c = np.argwhere(bad)[0]
             cell = chunk.iat[r, c]
             what = "an empty cell" if pd.isna(cell) else f"{str(cell)!r} is not a whole number"
-            raise DataError(f"{name}: line {first_line + r}, {_column(c, labeled)}: {what}")
+            raise DataError(f"{name}: line {first_line + r}, {_column(c, label_col)}: {what}")
         values = numeric
     limit = np.full(values.shape[1], PIXEL_MAX)
-    if labeled:
-        limit[0] = N_CLASSES - 1
+    if label_col is not None:
+        limit[label_col] = N_CLASSES - 1
     bad = (values < 0) | (values > limit)
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        kind = "label" if (labeled and c == 0) else "pixel"
+        kind = "label" if c == label_col else "pixel"
         raise DataError(
-            f"{name}: line {first_line + r}, {_column(c, labeled)}: {kind} {values[r, c]:g} "
+            f"{name}: line {first_line + r}, {_column(c, label_col)}: {kind} {values[r, c]:g} "
             f"is outside 0-{limit[c]}"
         )
     return values.astype(np.uint8)
 
 
-def _column(c, labeled):
-    if labeled:
-        return "column 1 (label)" if c == 0 else f"column {c + 1} (pixel {c - 1})"
-    return f"column {c + 1} (pixel {c})"
+def _column(c, label_col):
+    if c == label_col:
+        return f"column {c + 1} (label)"
+    pixel = c - (label_col is not None and c > label_col)
+    return f"column {c + 1} (pixel {pixel})"
 
 
 def _parser_message(exc):
