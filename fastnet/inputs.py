@@ -16,10 +16,12 @@ PIXEL_MAX = 255
 
 
 def check_features(X, n_inputs):
-    """Return X as an (N, D) uint8 or floating array, or raise TypeError/ValueError.
+    """Return X as a C-contiguous (N, D) uint8 or floating array, or raise TypeError/ValueError.
 
     Integer pixels are range-checked and become uint8 (a copy unless already uint8); float
-    pixels must be finite and in [0, 1] and are returned as they are (float32 or float64).
+    pixels must be finite and in [0, 1] and keep their dtype (float32 or float64). Arrays in
+    another memory order are copied to row order, so every layout gives the very same results
+    (BLAS sums in another order for a Fortran-order operand).
     """
     if not isinstance(X, np.ndarray):
         try:
@@ -46,13 +48,13 @@ def check_features(X, n_inputs):
                 f"float pixels must lie in [0, 1] (scale 0-255 images by 1/255 or pass uint8); "
                 f"got values in [{lo:g}, {hi:g}]"
             )
-        return X
+        return np.ascontiguousarray(X)
     if X.dtype != np.uint8:
         lo, hi = int(np.min(X)), int(np.max(X))
         if lo < 0 or hi > PIXEL_MAX:
             raise ValueError(f"integer pixels must lie in 0-{PIXEL_MAX}, got values in [{lo}, {hi}]")
-        X = X.astype(np.uint8)
-    return X
+        X = X.astype(np.uint8, order="C")
+    return np.ascontiguousarray(X)
 
 
 def check_labels(y, n_samples, n_classes):
