@@ -13,6 +13,8 @@ import signal
 import sys
 import time
 
+import numpy as np
+
 from fastnet.backends import DEFAULT, available_backends, get_backend
 from fastnet.network import DTYPES, INITS
 
@@ -77,10 +79,7 @@ def main(argv=None):
         parser.error("--epochs goes with --batch-size (full-batch training counts --iterations)")
     iterations = args.epochs or args.iterations
     try:
-        if args.plot:  # fail now, not after training
-            from fastnet.plots import require_matplotlib
-
-            require_matplotlib()
+        check_outputs(args)  # fail now, not after training
         return run(args, sizes, iterations)
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (loading, fetching): nothing half-written
         print("fastnet: interrupted", file=sys.stderr)
@@ -90,14 +89,38 @@ def main(argv=None):
         return 2 if isinstance(exc, ValueError) else 1
 
 
+def check_outputs(args):
+    """Raise ValueError now, before any data is loaded, if --save or --plot could not be written."""
+    from fastnet.files import check_writable
+
+    if args.plot:
+        from fastnet.plots import require_matplotlib
+
+        require_matplotlib()
+    try:
+        for option, path in (("--save", args.save), ("--plot", args.plot)):
+            if path:
+                check_writable(path, option)
+    except OSError as exc:  # a bad option, so status 2
+        raise ValueError(str(exc)) from None
+
+
+def say(message):
+    print(f"fastnet: {message}", file=sys.stderr)
+
+
 def run(args, sizes, iterations):
     import fastnet
     from fastnet.data import load_mnist, split_dev
     from fastnet.training import Diverged, fit
 
     progress = not args.no_progress
-    mnist = load_mnist(args.data_dir, progress=progress)
+    mnist = load_mnist(args.data_dir, progress=progress, say=say)
     split = split_dev(mnist.train_images, mnist.train_labels, seed=args.seed)
+    classes = np.unique(split.y_train)
+    if len(classes) < N_CLASSES:
+        say(f"warning: the training set holds only {len(classes)} of the {N_CLASSES} classes "
+            f"({', '.join(map(str, classes))}); its accuracies say little about the network")
     backend = get_backend(args.backend)
     if args.threads:
         backend.set_threads(args.threads)
@@ -131,8 +154,7 @@ def run(args, sizes, iterations):
                   else f"test accuracy {test_acc:.4f} ({len(mnist.test_images):,} images)")
     print(" · ".join(report))
     if history is not None and history.steps:
-        print(f"time: {history.ms_per_step:.2f} ms/step over {history.steps} steps "
-              f"(first step {history.first_step_seconds:.2f} s, including any JIT compilation)")
+        print(timing_line(history))
     if args.save:
         net.save(args.save, backend=backend.name, iterations=iterations, lr=args.lr, seed=args.seed,
                  init=args.init, batch_size=args.batch_size, dev_accuracy=dev_acc,
@@ -145,6 +167,14 @@ def run(args, sizes, iterations):
         plot_curves(history, args.plot)
         print(f"drew the training curves in {args.plot}", file=sys.stderr)
     return 1 if diverged else (130 if interrupted else 0)
+
+
+def timing_line(history):
+    """How long the steps took; the first one apart, as it may include JIT compilation."""
+    first = f"{history.first_step_seconds:.2f} s, including any JIT compilation"
+    if history.steps == 1:
+        return f"time: 1 step, {first}"
+    return f"time: {history.ms_per_step:.2f} ms/step over {history.steps} steps (first step {first})"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""The command-line tools exactly as a user types them: default flags (progress bars on), a real
+process, output piped and on a terminal, on the seed notebook's and Kaggle's own CSV files."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+import fastnet
+from fastnet.data.formats import csv_text
+from tests.commands import RUNNERS
+
+MODES = list(RUNNERS)
+SEED_HEADER = "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29))
+
+
+def seed_csv(path, images, labels):
+    """A CSV laid out like the seed notebook's mnist_train.csv: its header, label first."""
+    rows = np.column_stack([labels, images])
+    np.savetxt(path, rows, fmt="%d", delimiter=",", header=SEED_HEADER, comments="")
+
+
+@pytest.fixture(scope="module")
+def csv_source(mnist, tmp_path_factory):
+    """The seed's two CSV files, 3,000 training and 400 test images of the real MNIST."""
+    root = tmp_path_factory.mktemp("seed-csv")
+    seed_csv(root / "mnist_train.csv", mnist.train_images[:3000], mnist.train_labels[:3000])
+    seed_csv(root / "mnist_test.csv", mnist.test_images[:400], mnist.test_labels[:400])
+    return root
+
+
+@pytest.fixture
+def seed_dir(csv_source, tmp_path):
+    """A fresh copy (no parse cache yet: every run parses the CSV, with its progress bar)."""
+    for f in csv_source.glob("*.csv"):
+        shutil.copy(f, tmp_path / f.name)
+    return tmp_path
+
+
+def no_traceback(done):
+    assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_seed_csv_workflow_trains_and_predicts_with_default_flags(seed_dir, tmp_path, mode, backend):
+    run = RUNNERS[mode]
+    model, out = tmp_path / "model.npz", tmp_path / "predictions.csv"
+    done = run("fastnet.train", "--backend", backend, "--data-dir", seed_dir, "--iterations", 10,
+               "--save", model)
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    assert "dev accuracy" in done.stdout and "test accuracy 0." in done.stdout
+    if mode == "terminal":  # the bars drew: parsing the CSV, then training
+        assert "parsing mnist_train.csv" in done.stdout and f"training ({backend})" in done.stdout
+    assert fastnet.Network.load(model).sizes == (784, 10, 10)
+
+    done = run("fastnet.predict", "--model", model, seed_dir / "mnist_test.csv", "--out", out)
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    assert len(out.read_text().strip().splitlines()) == 400 + 1  # a header, then one row per image
+    assert "accuracy" in done.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_kaggle_train_csv_trains_without_a_test_set(mnist, tmp_path, mode):
+    images, labels = mnist.train_images[:2000], mnist.train_labels[:2000]
+    (tmp_path / "train.csv").write_text(csv_text(images, labels))  # label,pixel0,...,pixel783
+    done = RUNNERS[mode]("fastnet.train", "--data-dir", tmp_path, "--iterations", 5)
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    assert "no test set in the data directory" in done.stdout
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_bad_csv_with_progress_bars_on_is_one_line_and_exit_2(tmp_path, mode):
+    images, labels = np.zeros((50, 784), np.uint8), np.zeros(50, np.uint8)
+    lines = csv_text(images, labels).splitlines()
+    lines[30] = lines[30].replace("0,0,", "0,abc,", 1)
+    (tmp_path / "mnist_train.csv").write_text("\n".join(lines) + "\n")
+    done = RUNNERS[mode]("fastnet.train", "--data-dir", tmp_path)
+    no_traceback(done)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"fastnet: error: {tmp_path / 'mnist_train.csv'}: line 31, column 2 (pixel 0): "
+        f"'abc' is not a whole number")
+
+
+@pytest.mark.parametrize("option", ["--save", "--plot"])
+def test_an_output_that_cannot_be_written_is_refused_before_loading_anything(tmp_path, option):
+    (tmp_path / "a-file").write_text("")
+    done = RUNNERS["piped"]("fastnet.train", "--data-dir", tmp_path / "nothing-here", option,
+                            tmp_path / "a-file" / "out.png")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"fastnet: error: {option} {tmp_path / 'a-file' / 'out.png'}: {tmp_path / 'a-file'} is not a folder"]
+
+
+def test_one_iteration_reports_its_time_and_one_class_is_warned_about(mnist, tmp_path):
+    keep = mnist.train_labels == 3  # 6,131 images, all of one class
+    (tmp_path / "train.csv").write_text(csv_text(mnist.train_images[keep], mnist.train_labels[keep]))
+    done = RUNNERS["piped"]("fastnet.train", "--data-dir", tmp_path, "--iterations", 1, "--backend", "numpy")
+    assert done.returncode == 0, done.stderr
+    assert "time: 1 step, " in done.stdout and "0.00 ms/step" not in done.stdout
+    assert "warning: the training set holds only 1 of the 10 classes (3)" in done.stderr
