@@ -30,11 +30,20 @@ def n_params(sizes):
 
 
 def check_sizes(sizes):
-    """Return ``sizes`` as a tuple of ints, or raise ValueError saying what is wrong."""
+    """Return ``sizes`` as a tuple of ints, or raise ValueError saying what is wrong.
+
+    Each size must be a whole number (an int, a numpy integer, or a float such as 10.0 with no
+    fraction); 10.5 or True are refused, never truncated.
+    """
     try:
-        sizes = tuple(int(s) for s in sizes)
-    except (TypeError, ValueError):
-        raise ValueError(f"sizes must be a sequence of positive integers, got {sizes!r}") from None
+        items = tuple(sizes)
+    except TypeError:
+        raise ValueError(f"sizes must be a sequence of whole numbers, got {sizes!r}") from None
+    whole = [isinstance(s, (int, np.integer, float, np.floating)) and not isinstance(s, (bool, np.bool_))
+             and float(s).is_integer() for s in items]
+    if not all(whole):
+        raise ValueError(f"layer sizes must be whole numbers, got {sizes!r}")
+    sizes = tuple(int(s) for s in items)
     if len(sizes) < 2:
         raise ValueError(f"sizes needs at least an input and an output size, got {sizes!r}")
     if min(sizes) < 1:
