@@ -55,6 +55,9 @@ def fit(net, X, y=None, iterations=500, lr=0.1, backend=None, batch_size=None, s
     ``dev`` is an optional (X, y) evaluated every ``eval_every`` iterations (0: never).
     ``should_stop()`` is polled after each step (used for Ctrl-C handling).
     """
+    iterations = _count("iterations", iterations)
+    batch_size = None if batch_size is None else _count("batch_size", batch_size)
+    eval_every = _count("eval_every", eval_every, minimum=0)
     backend = get_backend(backend)
     data = X if isinstance(X, Dataset) else Dataset(X, y, n_inputs=net.sizes[0], n_classes=net.sizes[-1])
     if dev is not None and not isinstance(dev, Dataset):
@@ -96,6 +99,15 @@ def fit(net, X, y=None, iterations=500, lr=0.1, backend=None, batch_size=None, s
         if bar is not None:
             bar.close()
     return history
+
+
+def _count(name, value, minimum=1):
+    """``value`` as an int >= minimum, or TypeError/ValueError naming the argument."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a whole number, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
 
 
 def _diverged(iteration, what, kept_steps):
