@@ -114,6 +114,13 @@ class Dataset:
         child._parent = (self, rows)
         return child
 
+    def with_labels(self, y):
+        """This dataset with the (already checked) labels ``y``, sharing X and its preparations."""
+        twin = object.__new__(Dataset)
+        twin.__dict__.update(self.__dict__)
+        twin.y = y
+        return twin
+
     def prepared(self, key, make, take=None):
         """The backend preparation stored under ``key``: ``make(X)`` on first use or, for a subset
         when ``take`` is given, ``take(parent's preparation, rows)``."""

@@ -11,6 +11,7 @@ every layer with one operation and a compiled kernel can take the whole network 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,9 @@ def _is_dtype_like(obj):
         return False
 
 
+_new_lock = threading.RLock
+
+
 @dataclass
 class Network:
     """A fully connected ReLU network with a softmax output.
@@ -119,6 +123,16 @@ class Network:
     def params(self):
         """[(W, b), ...], views into ``flat``: writing to them changes the network."""
         return unflatten(self.flat, self.sizes)
+
+    @property
+    def lock(self):
+        """The lock a backend holds while it reads or changes these parameters (re-entrant)."""
+        return self.__dict__.setdefault("_lock", _new_lock())
+
+    def __getstate__(self):  # pickle and deepcopy: a lock is not copied, the copy gets its own
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
 
     def copy(self):
         return Network(self.sizes, self.flat.copy())

@@ -170,11 +170,14 @@ def run(args, sizes, iterations):
 
 
 def timing_line(history):
-    """How long the steps took; the first one apart, as it may include JIT compilation."""
-    first = f"{history.first_step_seconds:.2f} s, including any JIT compilation"
-    if history.steps == 1:
-        return f"time: 1 step, {first}"
-    return f"time: {history.ms_per_step:.2f} ms/step over {history.steps} steps (first step {first})"
+    """How long the iterations (steps, or epochs of mini-batches) took; the first one apart, as
+    it may include JIT compilation."""
+    unit = history.unit
+    first = f"{history.first_seconds:.2f} s, including any JIT compilation"
+    if history.iterations == 1:
+        return f"time: 1 {unit}, {first}"
+    return (f"time: {history.ms_per_iteration:.2f} ms/{unit} over {history.iterations} {unit}s "
+            f"(first {unit} {first})")
 
 
 if __name__ == "__main__":

@@ -185,15 +185,21 @@ def test_minibatch_sgd_beats_full_batch_after_one_epoch(seed_split):
     assert abs(results["numpy"][0] - results["numba"][0]) <= 0.01, results
 
 
-def test_minibatch_reshuffles_every_epoch():
-    from fastnet.training import _batches
+def test_minibatch_reshuffles_every_epoch(monkeypatch):
+    backend = fastnet.get_backend("numpy")
+    orders = []
 
-    data = fastnet.Dataset(*random_problem(20, (4, 3, 2), seed=0))
-    epoch = _batches(data, 8, seed=1)
-    first = [b.y.tolist() for b in epoch()]
-    second = [b.y.tolist() for b in epoch()]
-    assert [len(b) for b in first] == [8, 8, 4]
-    assert first != second and sorted(sum(first, [])) == sorted(sum(second, []))
+    def spy(net, data, **kwargs):
+        orders.append(kwargs["order"].copy())
+        return type(backend).epoch(backend, net, data, **kwargs)
+
+    monkeypatch.setattr(backend, "epoch", spy)
+    X, y = random_problem(20, (4, 3, 2), seed=0)
+    history = fit(fastnet.Network.init((4, 3, 2)), X, y, iterations=2, batch_size=8, backend=backend,
+                  progress=False)
+    assert history.steps == 6 and history.iterations == 2  # batches of 8, 8, 4 in each epoch
+    first, second = orders
+    assert sorted(first) == sorted(second) == list(range(20)) and first.tolist() != second.tolist()
 
 
 # ------------------------------------------------------------------ the benchmark report

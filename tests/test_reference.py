@@ -65,7 +65,7 @@ def test_step_reports_pre_update_loss_and_applies_gradient_descent():
     before = backend.evaluate(net, X, y)
     grads = backend.gradients(net, X, y)
     expected = net.copy()
-    backend.update(expected, grads, 0.5)
+    backend.update(expected, grads, lr=0.5)
     result = backend.step(net, X, y, lr=0.5)
     assert result == before
     np.testing.assert_array_equal(net.flat, expected.flat)

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from fastnet import config
-from fastnet.backends.base import Backend, StepResult, as_dataset, check_gradients, check_lr
+from fastnet.backends.base import Backend, StepResult
 from fastnet.network import layer_offsets, n_params, unflatten
 
 _cache_dir = config.numba_cache_dir()
@@ -29,6 +29,11 @@ from fastnet.backends import _numba_first_layer as FL  # noqa: E402
 from fastnet.backends import _numba_kernels as K  # noqa: E402
 
 _kernel_cache.use_for(FL, K)
+
+# One parallel kernel at a time in this process: Numba's workqueue threading layer aborts the
+# process when two threads launch parallel kernels at once, and on the others two launches only
+# fight over the same cores.
+_PARALLEL = threading.Lock()
 
 
 class Features(NamedTuple):
@@ -154,58 +159,61 @@ class NumbaBackend(Backend):
             spaces[key] = Workspace(net.sizes, net.dtype)
         return spaces[key]
 
-    def _inputs(self, net, X, y, need_labels):
-        data, y = as_dataset(X, y, net, need_labels)
+    def _features(self, net, data, labels):
         features = data.prepared(("numba", net.dtype.name, config.BLOCK), lambda X: kernel_features(X, net.dtype),
                                  take=subset_features)
-        if y is None:
-            y = np.full(len(features.ptr) - 1, -1, np.int64)  # "no label": forward only
-        return features, y
+        if labels is None:
+            labels = np.full(len(features.ptr) - 1, -1, np.int64)  # "no label": forward only
+        return features, labels
 
     def _pass(self, net, f, y, ws, backward, probs=None):
         n = len(f.ptr) - 1
         C = config.n_chunks(n)
         FL.gather_weights(ws.W1T, ws.Hp, net.flat, ws.layers)
         dense_grads = ws.dense_grads(len(f.pixels), net.sizes[1])
-        K._chunked_pass(ws.grads[:C], ws.g1s[:C], dense_grads, ws.stats[:C],
-                        ws.no_probs if probs is None else probs, ws.rows, ws.As, ws.Dls, ws.vecs, ws.bests,
-                        net.flat, ws.W1T, ws.Hp, f.dense.reshape(-1), f.pixels, f.ptr, f.idx, f.val, f.scale, y,
-                        ws.layers, backward)
+        with _PARALLEL:
+            K._chunked_pass(ws.grads[:C], ws.g1s[:C], dense_grads, ws.stats[:C],
+                            ws.no_probs if probs is None else probs, ws.rows, ws.As, ws.Dls, ws.vecs, ws.bests,
+                            net.flat, ws.W1T, ws.Hp, f.dense.reshape(-1), f.pixels, f.ptr, f.idx, f.val, f.scale, y,
+                            ws.layers, backward)
         return StepResult(float(ws.stats[:C, 0].sum() / n), float(ws.stats[:C, 1].sum() / n))
 
     def _reduce(self, grad, ws, net, features):
         n = len(features.ptr) - 1
         C = config.n_chunks(n)
-        K._reduce_gradients(grad, ws.grads[:C], ws.g1s[:C], net.dtype.type(1 / n), ws.layers)
+        with _PARALLEL:
+            K._reduce_gradients(grad, ws.grads[:C], ws.g1s[:C], net.dtype.type(1 / n), ws.layers)
 
-    def forward(self, net, X):
-        features, y = self._inputs(net, X, None, need_labels=False)
+    def first_run_note(self, net):
+        return f"compiling the numba kernels for {net.dtype.name} (first run only; cached after)"
+
+    def _forward(self, net, data):
+        features, y = self._features(net, data, None)
         probs = np.empty((len(y), net.sizes[-1]), net.dtype)
         self._pass(net, features, y, self._workspace(net), backward=False, probs=probs)
         return probs
 
-    def evaluate(self, net, X, y=None):
-        features, y = self._inputs(net, X, y, need_labels=True)
+    def _evaluate(self, net, data, labels):
+        features, y = self._features(net, data, labels)
         return self._pass(net, features, y, self._workspace(net), backward=False)
 
-    def gradients(self, net, X, y=None):
-        features, y = self._inputs(net, X, y, need_labels=True)
+    def _gradients(self, net, data, labels):
+        features, y = self._features(net, data, labels)
         ws = self._workspace(net)
         self._pass(net, features, y, ws, backward=True)
         grad = np.empty_like(net.flat)
         self._reduce(grad, ws, net, features)
         return unflatten(grad, net.sizes)
 
-    def update(self, net, grads, lr):
-        K._update(net.flat, check_gradients(net, grads), net.dtype.type(check_lr(lr)))
+    def _update(self, net, flat_grads, lr):
+        K._update(net.flat, flat_grads, net.dtype.type(lr))
 
-    def step(self, net, X, y=None, lr=0.1):
-        lr = net.dtype.type(check_lr(lr))
-        features, y = self._inputs(net, X, y, need_labels=True)
+    def _step(self, net, data, labels, lr):
+        features, y = self._features(net, data, labels)
         ws = self._workspace(net)
         result = self._pass(net, features, y, ws, backward=True)
         self._reduce(ws.grad, ws, net, features)
-        K._update(net.flat, ws.grad, lr)
+        K._update(net.flat, ws.grad, net.dtype.type(lr))
         return result
 
 

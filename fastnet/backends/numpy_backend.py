@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnet.backends.base import Backend, StepResult, as_dataset, check_gradients, check_lr
+from fastnet.backends.base import Backend, StepResult
 
 
 def relu(Z):
@@ -64,39 +64,32 @@ def backward_layers(params, Zs, As, y):
 class NumpyBackend(Backend):
     name = "numpy"
 
-    def _inputs(self, net, X, y, need_labels):
-        data, y = as_dataset(X, y, net, need_labels)
-        A0 = data.prepared(("numpy", net.dtype.name), lambda X: features(X, net.dtype),
-                           take=lambda A, rows: A[rows])
-        return A0, y
+    def _features(self, net, data):
+        return data.prepared(("numpy", net.dtype.name), lambda X: features(X, net.dtype),
+                             take=lambda A, rows: A[rows])
 
-    def forward(self, net, X):
-        A0, _ = self._inputs(net, X, None, need_labels=False)
-        Zs, _ = forward_layers(net.params, A0)
+    def _forward(self, net, data):
+        Zs, _ = forward_layers(net.params, self._features(net, data))
         return np.exp(log_softmax(Zs[-1]))
 
-    def gradients(self, net, X, y=None):
-        A0, y = self._inputs(net, X, y, need_labels=True)
-        Zs, As = forward_layers(net.params, A0)
-        return backward_layers(net.params, Zs, As, y)
+    def _gradients(self, net, data, labels):
+        Zs, As = forward_layers(net.params, self._features(net, data))
+        return backward_layers(net.params, Zs, As, labels)
 
-    def update(self, net, grads, lr):
-        net.flat -= net.dtype.type(check_lr(lr)) * check_gradients(net, grads)
+    def _update(self, net, flat_grads, lr):
+        net.flat -= net.dtype.type(lr) * flat_grads
 
-    def evaluate(self, net, X, y=None):
-        A0, y = self._inputs(net, X, y, need_labels=True)
-        Zs, _ = forward_layers(net.params, A0)
+    def _evaluate(self, net, data, labels):
+        Zs, _ = forward_layers(net.params, self._features(net, data))
         logp = log_softmax(Zs[-1])
-        return StepResult(float(cross_entropy(logp, y)), float(np.mean(logp.argmax(axis=1) == y)))
+        return StepResult(float(cross_entropy(logp, labels)), float(np.mean(logp.argmax(axis=1) == labels)))
 
-    def step(self, net, X, y=None, lr=0.1):
-        lr = check_lr(lr)
-        A0, y = self._inputs(net, X, y, need_labels=True)
+    def _step(self, net, data, labels, lr):
         params = net.params
-        Zs, As = forward_layers(params, A0)
+        Zs, As = forward_layers(params, self._features(net, data))
         logp = log_softmax(Zs[-1])
-        result = StepResult(float(cross_entropy(logp, y)), float(np.mean(logp.argmax(axis=1) == y)))
-        grads = backward_layers(params, Zs, As, y)
+        result = StepResult(float(cross_entropy(logp, labels)), float(np.mean(logp.argmax(axis=1) == labels)))
+        grads = backward_layers(params, Zs, As, labels)
         for (W, b), (dW, db) in zip(params, grads):
             W -= lr * dW
             b -= lr * db
