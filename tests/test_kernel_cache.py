@@ -68,3 +68,61 @@ def test_a_change_to_any_kernel_source_invalidates_every_cached_kernel(tmp_path)
     assert len(kernels) > 10
     for kernel in kernels:
         assert kernel._cache._impl.locator.get_source_stamp() == _kernel_cache.STAMP, kernel.py_func.__name__
+
+
+DAMAGES = {
+    "garbage": lambda data: b"not a pickle at all" * 3,
+    "empty": lambda data: b"",
+    "truncated": lambda data: data[: len(data) // 2],
+}
+
+
+def _fresh_kernel(module):
+    """A dispatcher with nothing compiled in memory: its first call loads from disk or compiles."""
+    import numba
+
+    from fastnet.backends._kernel_cache import KernelCache
+
+    kernel = numba.njit(cache=True)(module.triple)
+    kernel._cache = KernelCache(module.triple)
+    return kernel
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+@pytest.mark.parametrize("suffix", [".nbi", ".nbc"])
+def test_a_damaged_cache_file_is_a_miss_and_is_replaced(tmp_path, suffix, damage):
+    import importlib.util
+
+    name = f"tiny_kernel_{suffix[1:]}_{damage}"  # its own module and cache files per case
+    (tmp_path / f"{name}.py").write_text("def triple(x):\n    return 3 * x\n")
+    spec = importlib.util.spec_from_file_location(name, tmp_path / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    first = _fresh_kernel(module)
+    assert first(2) == 6
+    files = list(Path(first.stats.cache_path).glob(f"{name}*{suffix}"))
+    assert files, f"nothing cached: no {suffix} file"
+    for path in files:
+        path.write_bytes(DAMAGES[damage](path.read_bytes()))
+
+    again = _fresh_kernel(module)
+    assert again(2) == 6  # compiled again instead of UnpicklingError / EOFError
+    assert sum(again.stats.cache_hits.values()) == 0
+    third = _fresh_kernel(module)
+    assert third(2) == 6
+    assert sum(third.stats.cache_hits.values()) == 1, "the damaged cache was not rewritten"
+
+
+@pytest.mark.slow
+def test_training_survives_every_numba_cache_file_damaged(tmp_path):
+    """End to end, fastnet's own kernels: compile into an empty cache, damage it all, run again."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    first = subprocess.run([sys.executable, "-c", STEP], env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr
+    files = sorted((tmp_path / "cache").rglob("*.nb[ic]"))
+    assert files
+    for i, path in enumerate(files):  # every kind of damage, on index and data files alike
+        path.write_bytes(list(DAMAGES.values())[i % len(DAMAGES)](path.read_bytes()))
+    second = subprocess.run([sys.executable, "-c", STEP], env=env, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout
