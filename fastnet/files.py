@@ -5,12 +5,13 @@ the destination. An error or Ctrl-C before the rename removes the temporary file
 file left by a process that was killed (SIGKILL, power loss) is removed by the next write to the
 same destination. A destination that is a symbolic link is written through (its target is
 replaced, the link stays); one that is not a regular file (``/dev/null``, a FIFO, a terminal) is
-written to directly, never replaced by a regular file.
+written to (in one piece, once complete), never replaced by a regular file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import stat
 import tempfile
@@ -26,8 +27,10 @@ def atomic_write(path):
     if path.exists() and not path.is_file():
         if path.is_dir():
             raise IsADirectoryError(f"{path}: is a folder, not a file")
-        with open(path, "wb") as f:  # a device or a FIFO: write to it, never replace it
-            yield f
+        buffer = io.BytesIO()  # a device or a FIFO: write to it, never replace it. Buffered, since
+        yield buffer           # writers such as zip files seek and tell, which these cannot
+        with open(path, "wb") as f:
+            f.write(buffer.getbuffer())
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_parts(path)
