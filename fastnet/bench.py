@@ -92,7 +92,7 @@ def print_table(rows, markdown):
 
 
 def bar_chart(results, path):
-    from fastnet.plots import require_matplotlib
+    from fastnet.plots import require_matplotlib, save_figure
 
     plt = require_matplotlib()
     cases = [c for c in results if c.n is None]
@@ -104,8 +104,7 @@ def bar_chart(results, path):
     ax.set_xlabel("ms per full-batch step (59,000 MNIST images; lower is better)")
     ax.set_title("fastnet backends on this machine")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None):
@@ -120,12 +119,13 @@ def main(argv=None):
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
     if args.chart:  # fail now, not after minutes of timing
-        from fastnet.plots import require_matplotlib
+        from fastnet.plots import check_figure_path
 
         try:
-            require_matplotlib()
-        except ImportError as exc:
-            p.error(str(exc))
+            check_figure_path(args.chart, "--chart")
+        except (ImportError, OSError, ValueError) as exc:
+            print(f"fastnet: error: {exc}", file=sys.stderr)
+            return 2
 
     from fastnet.data import load_mnist, split_dev
 
@@ -145,7 +145,11 @@ def main(argv=None):
         print(f"\nnumba start-up, process start to first step finished: {cold:.1f} s with an empty "
               f"kernel cache (compiling), {warm:.1f} s with a warm cache.")
     if args.chart:
-        bar_chart(results, args.chart)
+        try:
+            bar_chart(results, args.chart)
+        except OSError as exc:  # checked at the start, but the disk may have filled up since
+            print(f"fastnet: error: {exc}", file=sys.stderr)
+            return 1
         print(f"drew {args.chart}", file=sys.stderr)
     return 0
 

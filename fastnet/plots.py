@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from fastnet.files import atomic_write
 
 
 def require_matplotlib():
@@ -16,6 +20,31 @@ def require_matplotlib():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def check_figure_path(path, what="picture"):
+    """Raise now (ImportError without matplotlib, ValueError for an unknown format, OSError when not
+    writable) rather than after the work the picture shows."""
+    require_matplotlib()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from fastnet.files import check_writable
+
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in formats:
+        raise ValueError(f"{what} {path}: cannot draw .{fmt} files; use one of: .{', .'.join(sorted(formats))}")
+    check_writable(path, what)
+
+
+def save_figure(fig, path, dpi=100):
+    """Write the figure atomically (never a half-drawn file) in the format its suffix names, then close it."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, format=fmt, dpi=dpi)
+    finally:
+        require_matplotlib().close(fig)
 
 
 def plot_curves(history, path):
@@ -34,8 +63,7 @@ def plot_curves(history, path):
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_mistakes(images, true, predicted, path, limit=36, side=28):
@@ -53,6 +81,5 @@ def plot_mistakes(images, true, predicted, path, limit=36, side=28):
     fig.suptitle(f"{len(wrong)} misclassified digits (true \u2192 predicted)" if len(wrong)
                  else "no misclassified digits")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return len(wrong)

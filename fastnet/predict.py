@@ -61,9 +61,9 @@ def run(args):
     from fastnet.model_file import load_network
 
     if args.show_mistakes:  # fail now, not after predicting
-        from fastnet.plots import require_matplotlib
+        from fastnet.plots import check_figure_path
 
-        require_matplotlib()
+        check_figure_path(args.show_mistakes, "--show-mistakes")
     net, meta = load_network(args.model)
     images, labels = load_inputs(args.input, args.labels)
     if images.shape[1] != net.sizes[0]:

@@ -93,14 +93,13 @@ def check_outputs(args):
     """Raise ValueError now, before any data is loaded, if --save or --plot could not be written."""
     from fastnet.files import check_writable
 
-    if args.plot:
-        from fastnet.plots import require_matplotlib
-
-        require_matplotlib()
     try:
-        for option, path in (("--save", args.save), ("--plot", args.plot)):
-            if path:
-                check_writable(path, option)
+        if args.save:
+            check_writable(args.save, "--save")
+        if args.plot:
+            from fastnet.plots import check_figure_path
+
+            check_figure_path(args.plot, "--plot")
     except OSError as exc:  # a bad option, so status 2
         raise ValueError(str(exc)) from None
 

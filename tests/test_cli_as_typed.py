@@ -103,3 +103,34 @@ def test_one_iteration_reports_its_time_and_one_class_is_warned_about(mnist, tmp
     assert done.returncode == 0, done.stderr
     assert "time: 1 step, " in done.stdout and "0.00 ms/step" not in done.stdout
     assert "warning: the training set holds only 1 of the 10 classes (3)" in done.stderr
+
+
+def test_outputs_onto_a_device_or_through_a_link_are_written_never_replaced(seed_dir, tmp_path):
+    import os
+
+    before = os.stat("/dev/null")
+    done = RUNNERS["piped"]("fastnet.train", "--data-dir", seed_dir, "--iterations", 2, "--save", "/dev/null")
+    assert done.returncode == 0, done.stderr
+    real_model = tmp_path / "models" / "real.npz"
+    real_model.parent.mkdir()
+    link = tmp_path / "model.npz"
+    link.symlink_to(real_model)
+    done = RUNNERS["piped"]("fastnet.train", "--data-dir", seed_dir, "--iterations", 2, "--save", link)
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink() and fastnet.Network.load(real_model).sizes == (784, 10, 10)
+    done = RUNNERS["piped"]("fastnet.predict", "--model", link, seed_dir / "mnist_test.csv", "--out", "/dev/null")
+    assert done.returncode == 0, done.stderr
+    after = os.stat("/dev/null")
+    assert (after.st_mode, after.st_rdev, after.st_ino) == (before.st_mode, before.st_rdev, before.st_ino)
+
+
+@pytest.mark.parametrize("command", [("fastnet.train", "--plot"), ("fastnet.bench", "--chart")])
+def test_a_picture_that_cannot_be_drawn_is_refused_before_any_work(tmp_path, command):
+    module, option = command
+    (tmp_path / "a-file").write_text("")
+    for path, message in ((tmp_path / "curves.xyz", "cannot draw .xyz files; use one of: "),
+                          (tmp_path / "a-file" / "c.png", f"{tmp_path / 'a-file'} is not a folder")):
+        done = RUNNERS["piped"](module, "--data-dir", tmp_path / "nothing-here", option, path)
+        no_traceback(done)
+        assert done.returncode == 2
+        assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
