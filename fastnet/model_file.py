@@ -11,6 +11,7 @@ import zipfile
 
 import numpy as np
 
+from fastnet.data.formats import file_kind
 from fastnet.files import atomic_write
 from fastnet.network import Network
 
@@ -32,9 +33,18 @@ def save_network(path, net, **metadata):
 def load_network(path):
     """(Network, metadata dict) from a file written by :func:`save_network`; ValueError otherwise."""
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head != b"PK\x03\x04":  # numpy would talk of unpickling it; a model file is a zip (.npz)
+            kind = file_kind(head) or "not an .npz archive"
+            raise ValueError(f"{path}: not a fastnet model file ({kind})")
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such model file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder, not a model file") from None
+    except ValueError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: not a readable fastnet model file ({_first_line(exc)})") from None
     with archive as z:
@@ -44,7 +54,10 @@ def load_network(path):
             version = int(z["version"])
             if version > VERSION:
                 raise ValueError(f"model format version {version} is newer than this fastnet reads")
-            net = Network(tuple(int(s) for s in z["sizes"]), z["flat"].copy())
+            sizes = z["sizes"]
+            if sizes.ndim != 1 or sizes.dtype.kind not in "iu":
+                raise ValueError(f"damaged model: sizes {sizes.tolist()!r} is not a list of layer sizes")
+            net = Network(tuple(int(s) for s in sizes), z["flat"].copy())
             metadata = json.loads(str(z["metadata"]))
         except (KeyError, ValueError, OSError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: {_first_line(exc)}") from None

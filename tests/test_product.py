@@ -50,7 +50,9 @@ def test_saved_model_reloads_to_identical_predictions(tmp_path, dtype):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"not a zip at all", "not a readable fastnet model file"),
+    (b"not a zip at all", r"not a fastnet model file \(not an .npz archive\)$"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(100), r"not a fastnet model file \(a PNG image\)$"),  # never "load it unsafely"
+    (b"PK\x03\x04 but cut short", "not a readable fastnet model file"),
     (None, "not a fastnet model file"),
 ])
 def test_loading_the_wrong_kind_of_file_is_a_clear_error(tmp_path, content, message):
@@ -63,15 +65,28 @@ def test_loading_the_wrong_kind_of_file_is_a_clear_error(tmp_path, content, mess
         fastnet.Network.load(path)
 
 
-def test_loading_a_model_whose_shapes_disagree_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("sizes, message", [
+    (np.array([5, 4, 2]), "need .* parameters"),
+    (np.array(5), "sizes 5 is not a list of layer sizes"),  # 0-d: was "iteration over a 0-d array"
+    (np.array(["5", "3", "2"]), "is not a list of layer sizes"),
+])
+def test_loading_a_model_whose_sizes_are_damaged_is_a_clear_error(tmp_path, sizes, message):
     net = fastnet.Network.init((5, 3, 2))
     net.save(tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz") as z:
         parts = dict(z)
-    parts["sizes"] = np.array([5, 4, 2])
+    parts["sizes"] = sizes
     np.savez(tmp_path / "m.npz", **parts)
-    with pytest.raises(ValueError, match="need .* parameters"):
+    with pytest.raises(ValueError, match=message):
         fastnet.Network.load(tmp_path / "m.npz")
+
+
+def test_an_image_given_where_data_is_expected_is_named(tmp_path):
+    from fastnet.data import load_inputs
+
+    (tmp_path / "digit.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(ValueError, match=r"digit.png: a PNG image, not an MNIST IDX or CSV file$"):
+        load_inputs(tmp_path / "digit.png")
 
 
 # ------------------------------------------------------------------ predictions and pictures

@@ -41,6 +41,18 @@ def read_idx(path):
     return parse_idx(raw, str(path))
 
 
+KNOWN_KINDS = {  # leading bytes of files people point fastnet at by mistake
+    b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image", b"BM": "a BMP image",
+    b"II*\x00": "a TIFF image", b"MM\x00*": "a TIFF image", b"PK\x03\x04": "a zip archive (a saved model?)",
+    b"%PDF": "a PDF document",
+}
+
+
+def file_kind(head):
+    """What a file is, judged by its first bytes, when it is one of KNOWN_KINDS; else None."""
+    return next((kind for magic, kind in KNOWN_KINDS.items() if head.startswith(magic)), None)
+
+
 def parse_idx(raw, name):
     """Parse IDX bytes (gzip or raw) holding unsigned bytes; ``name`` is used in errors."""
     if raw[:2] == GZIP_MAGIC:
@@ -52,7 +64,9 @@ def parse_idx(raw, name):
         raise DataError(f"{name}: too short to be an IDX file ({len(raw)} bytes)")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
+        kind = file_kind(raw)
         raise DataError(
+            f"{name}: {kind}, not an MNIST IDX or CSV file" if kind else
             f"{name}: not an MNIST IDX file (magic number 0x{raw[:4].hex()}, "
             f"expected 0x{LABEL_MAGIC:08x} for labels or 0x{IMAGE_MAGIC:08x} for images)"
         )
