@@ -37,6 +37,11 @@ def n_chunks(n_samples):
     return max(1, min(N_CHUNKS, n_samples // MIN_CHUNK_SAMPLES, -(-n_samples // BLOCK)))
 
 
+# Mini-batch epochs run in one serial compiled call (backends/_numba_epoch) for batches up to this
+# size; larger batches are stepped one by one with the parallel full-batch kernels, where the two
+# cores pay for the Python between batches.
+FUSED_EPOCH_MAX_BATCH = 2048
+
 # Pixels non-zero in at least this fraction of a dataset's samples are stored and computed densely,
 # the others sparsely (see backends/_numba_first_layer). Measured single-threaded, forward +
 # backward, per sample: ~1.5 cycles per dense pixel, ~4.9 per sparse non-zero one, so the break-even

@@ -23,7 +23,8 @@ from numba.core import caching
 from numba.core.dispatcher import Dispatcher
 
 PACKAGE = Path(__file__).parents[1]
-SOURCES = ("config.py", "backends/_simd.py", "backends/_numba_first_layer.py", "backends/_numba_kernels.py")
+SOURCES = ("config.py", "backends/_simd.py", "backends/_numba_first_layer.py", "backends/_numba_kernels.py",
+           "backends/_numba_epoch.py")
 
 
 def fingerprint(package=PACKAGE):

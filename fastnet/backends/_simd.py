@@ -190,3 +190,23 @@ def vadd(typingctx, a, b):
     def codegen(context, builder, sig, args):
         return builder.fadd(args[0], args[1])
     return a(a, b), codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, i):
+    """Start loading the cache line of arr[i] (any array, any index: a hint, never a fault).
+
+    Why: mini-batches visit samples in random order, so a sample's entries are not where the
+    hardware prefetcher looks; asking for the next sample's while this one is computed hides the
+    memory latency that otherwise dominates.
+    """
+    def codegen(context, builder, sig, args):
+        array = context.make_array(sig.args[0])(context, builder, args[0])
+        pointer = builder.gep(array.data, [args[1]])
+        byte_pointer = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [byte_pointer, ir.IntType(32), ir.IntType(32), ir.IntType(32)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        i32 = ir.IntType(32)
+        builder.call(fn, [builder.bitcast(pointer, byte_pointer), i32(0), i32(3), i32(1)])  # read, keep, data
+        return context.get_dummy_value()
+    return types.none(arr, i), codegen

@@ -138,20 +138,24 @@ class Backend(ABC):
         data = data if data.y is labels else data.with_labels(labels)
         lr = check_lr(lr, net.dtype)
         order, batch_size = check_order(order, len(data)), check_batch_size(batch_size)
-        losses, accuracies, stopped = [], [], None
         with net.lock:
-            for start in range(0, len(order), batch_size):
-                try:
-                    result = self.step(net, data.subset(order[start:start + batch_size]), lr=lr)
-                except ParameterOverflow as overflow:  # its update was undone
-                    result, stopped = overflow.result, "params"
-                losses.append(result.loss)
-                accuracies.append(result.accuracy)
-                first_loss = result.loss if first_loss is None else first_loss
-                if not (math.isfinite(result.loss) and result.loss <= max_ratio * first_loss):
-                    stopped = "loss"  # checked first: an unsound loss outranks the overflow it caused
-                if stopped:
-                    break
+            return self._epoch(net, data, lr, batch_size, order, first_loss, max_ratio)
+
+    def _epoch(self, net, data, lr, batch_size, order, first_loss, max_ratio):
+        """The generic epoch: step by step (each batch a subset of ``data``, which has labels)."""
+        losses, accuracies, stopped = [], [], None
+        for start in range(0, len(order), batch_size):
+            try:
+                result = self.step(net, data.subset(order[start:start + batch_size]), lr=lr)
+            except ParameterOverflow as overflow:  # its update was undone
+                result, stopped = overflow.result, "params"
+            losses.append(result.loss)
+            accuracies.append(result.accuracy)
+            first_loss = result.loss if first_loss is None else first_loss
+            if not (math.isfinite(result.loss) and result.loss <= max_ratio * first_loss):
+                stopped = "loss"  # checked first: an unsound loss outranks the overflow it caused
+            if stopped:
+                break
         return EpochResult(np.array(losses), np.array(accuracies), stopped)
 
     def first_run_note(self, net):

@@ -10,6 +10,7 @@ This module validates everything; the kernels never see unchecked input.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import NamedTuple
 
@@ -17,7 +18,7 @@ import numba
 import numpy as np
 
 from fastnet import config
-from fastnet.backends.base import Backend, StepResult
+from fastnet.backends.base import Backend, EpochResult, StepResult
 from fastnet.network import layer_offsets, n_params, unflatten
 
 _cache_dir = config.numba_cache_dir()
@@ -26,9 +27,10 @@ if _cache_dir:  # read-only install: cache compiled kernels in the user's cache 
 
 from fastnet.backends import _kernel_cache, _simd  # noqa: E402  (after the cache location is set)
 from fastnet.backends import _numba_first_layer as FL  # noqa: E402
+from fastnet.backends import _numba_epoch as E  # noqa: E402
 from fastnet.backends import _numba_kernels as K  # noqa: E402
 
-_kernel_cache.use_for(FL, K)
+_kernel_cache.use_for(FL, K, E)
 
 # One parallel kernel at a time in this process: Numba's workqueue threading layer aborts the
 # process when two threads launch parallel kernels at once, and on the others two launches only
@@ -130,6 +132,17 @@ class Workspace:
         self.no_probs = np.zeros((0, sizes[-1]), dtype)
         self._dense_grads = np.zeros((numba.config.NUMBA_NUM_THREADS, 0), dtype)
 
+    def epoch_work(self, blocks):
+        """EpochWork for batches of up to ``blocks`` blocks of BLOCK samples (kept for the largest yet)."""
+        work = getattr(self, "_epoch_work", None)
+        if work is None or work.As.shape[0] < blocks:
+            dtype, (_, units, B) = self.As.dtype, self.As.shape
+            work = self._epoch_work = E.EpochWork(
+                np.zeros((blocks, units, B), dtype), np.zeros((blocks, units, B), dtype),
+                np.zeros((blocks, B), np.int64), np.zeros((3, B), dtype), np.zeros(B, np.int64),
+                np.zeros(self.Hp, dtype), np.zeros(self.Hp, dtype), np.zeros_like(self.grad))
+        return work
+
     def dense_grads(self, n_pixels, H):
         """Per-thread buffers for the gradient lanes of n_pixels dense pixels (see _chunked_pass),
         grown when a dataset has more dense pixels than any before."""
@@ -183,6 +196,36 @@ class NumbaBackend(Backend):
         C = config.n_chunks(n)
         with _PARALLEL:
             K._reduce_gradients(grad, ws.grads[:C], ws.g1s[:C], net.dtype.type(1 / n), ws.layers)
+
+    def _epoch(self, net, data, lr, batch_size, order, first_loss, max_ratio):
+        """Mini-batch SGD in one compiled call (see _numba_epoch); batches above
+        config.FUSED_EPOCH_MAX_BATCH are stepped one by one with the parallel full-batch kernels."""
+        if batch_size > config.FUSED_EPOCH_MAX_BATCH:
+            return super()._epoch(net, data, lr, batch_size, order, first_loss, max_ratio)
+        start = net.flat.copy()
+        result = self._fused_epoch(net, data, lr, batch_size, order, first_loss, max_ratio, checked=False)
+        if not np.all(np.isfinite(net.flat)):  # find the update that overflowed, then undo it
+            net.flat[:] = start
+            result = self._fused_epoch(net, data, lr, batch_size, order, first_loss, max_ratio, checked=True)
+            net.flat[:] = start  # as the generic epoch: the parameters before the unsound update
+            sound = len(result.losses) - 1
+            if sound:
+                self._fused_epoch(net, data, lr, batch_size, order[:sound * batch_size], None, math.inf, checked=False)
+        return result
+
+    def _fused_epoch(self, net, data, lr, batch_size, order, first_loss, max_ratio, checked):
+        dtype = net.dtype
+        features = data.prepared(("numba-epoch", dtype.name), lambda X: E.epoch_features(X, dtype),
+                                 take=E.subset_epoch_features)
+        ws = self._workspace(net)
+        work = ws.epoch_work(-(-min(batch_size, len(order)) // config.BLOCK))
+        FL.gather_weights(ws.W1T, ws.Hp, net.flat, ws.layers)
+        batches = -(-len(order) // batch_size)
+        losses, accuracies = np.empty(batches), np.empty(batches)
+        ran, stopped = E.run_epoch(net.flat, ws.W1T, ws.Hp, features, data.y, order, batch_size, lr,
+                                   math.nan if first_loss is None else float(first_loss), float(max_ratio),
+                                   ws.layers, work, losses, accuracies, checked)
+        return EpochResult(losses[:ran], accuracies[:ran], {E.RAN: None, E.BAD_LOSS: "loss", E.BAD_PARAMS: "params"}[stopped])
 
     def first_run_note(self, net):
         return f"compiling the numba kernels for {net.dtype.name} (first run only; cached after)"
