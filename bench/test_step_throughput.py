@@ -1,4 +1,5 @@
-"""Full-batch step throughput on the CPU: numpy reference, the seed notebook's numpy layout, numba.
+"""Full-batch step throughput on the CPU: numpy reference, the seed notebook's numpy layout, numba,
+and the optional peers (torch, JAX; skipped with the reason when not installed).
 
 Each benchmark first checks that its step agrees with the float64 reference, then warms up (JIT
 compilation) outside the timed region, then times whole steps. Run:
@@ -8,7 +9,9 @@ compilation) outside the timed region, then times whole steps. Run:
 
 import pytest
 
-from fastnet.benchmarks import MAIN_CASES, SCALING_CASES, WIDE_CASES, check_agreement, make_step, samples, settle
+from fastnet.benchmarks import (MAIN_CASES, PEER_CASES, SCALING_CASES, WIDE_CASES, check_agreement, make_step, samples,
+                                settle)
+from fastnet.peers import missing_reason
 from bench.conftest import RESULTS
 
 ROUNDS = {10: 30, 128: 7}  # per hidden width: a median robust to this shared VM's slow spells, in the time budget
@@ -16,6 +19,8 @@ SCALING_ROUNDS = {10_000: 60, 59_000: 20, 236_000: 8}
 
 
 def run_case(benchmark, case, X, y, rounds):
+    if missing_reason(case.backend):
+        pytest.skip(missing_reason(case.backend))
     check_agreement(case, X, y)
     benchmark.group = case.group
     benchmark.name = case.label
@@ -32,7 +37,7 @@ def run_case(benchmark, case, X, y, rounds):
         RESULTS[case] = median
 
 
-@pytest.mark.parametrize("case", MAIN_CASES + WIDE_CASES, ids=lambda c: f"{c.group}-{c.label}")
+@pytest.mark.parametrize("case", MAIN_CASES + WIDE_CASES + PEER_CASES, ids=lambda c: f"{c.group}-{c.label}")
 def test_step(benchmark, train_split, case):
     run_case(benchmark, case, *train_split, rounds=ROUNDS[case.hidden])
 

@@ -23,7 +23,11 @@ STARTUP_SCRIPT = """
 import time; t0 = time.perf_counter()
 import numpy as np, fastnet
 X = np.random.default_rng(0).integers(0, 256, (1000, 784)).astype(np.uint8); y = np.arange(1000) % 10
-fastnet.get_backend("numba").step(fastnet.Network.init(dtype="{dtype}"), X, y, lr=0.1)
+net, backend = fastnet.Network.init(dtype="{dtype}"), fastnet.get_backend("numba")
+if "{path}" == "step":
+    backend.step(net, X, y, lr=0.1)
+else:
+    backend.epoch(net, X, y, lr=0.1, batch_size=64, order=np.arange(1000))
 print(time.perf_counter() - t0)
 """
 
@@ -43,11 +47,12 @@ def machine():
             f"numpy {numpy.__version__}, numba {numba.__version__}")
 
 
-def startup_seconds(dtype="float32", cache_dir=None):
-    """Wall time of a fresh process from start to its first numba step finished."""
+def startup_seconds(dtype="float32", cache_dir=None, path="step"):
+    """Wall time of a fresh process from start to its first numba full-batch step (``path``
+    "step") or mini-batch epoch ("epoch") finished."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir) if cache_dir else None
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", STARTUP_SCRIPT.format(dtype=dtype)],
+    done = subprocess.run([sys.executable, "-c", STARTUP_SCRIPT.format(dtype=dtype, path=path)],
                           capture_output=True, text=True, env=env, check=True)
     float(done.stdout.strip())  # the child ran to its end
     return time.perf_counter() - start

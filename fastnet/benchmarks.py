@@ -1,11 +1,13 @@
 """Benchmark cases, shared by the pytest-benchmark suite (``bench/``) and ``python -m fastnet.bench``.
 
-A case is one full-batch training step: a backend, a dtype, a hidden width and a number of
-samples. Before a case is timed, :func:`check_agreement` compares its loss and parameter update
-with the float64 numpy reference on the same data; a case that disagrees is never timed.
+A :class:`Case` is one full-batch training step: a backend, a dtype, a hidden width and a number
+of samples. An :class:`EpochCase` is one epoch of mini-batch SGD. Before a case is timed,
+:func:`check_agreement` / :func:`check_epoch_agreement` compare its parameter update with the
+float64 numpy reference on the same data; a case that disagrees is never timed.
 
 Besides the two backends, the ``seed`` case is the seed notebook's own numpy code layout
-(feature-major ``W @ X``), the fastest plain-numpy formulation a user is likely to pick.
+(feature-major ``W @ X``), the fastest plain-numpy formulation a user is likely to pick, and the
+optional peers (:mod:`fastnet.peers`: ``torch``, ``jax``) are what a user would pick instead.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 import fastnet
 from fastnet.config import TOLERANCES
+from fastnet.peers import PEER_CLASSES, make_peer
 
 AGREEMENT_SAMPLES = 2000  # agreement is checked on this many samples: enough to catch any bug
 # OpenBLAS's worker threads busy-wait for 50-100 ms after their last call (OpenMP's, numba's, for
@@ -28,7 +31,7 @@ SETTLE_SECONDS = 0.5
 
 @dataclass(frozen=True)
 class Case:
-    backend: str  # "numpy", "numba" or "seed"
+    backend: str  # "numpy", "numba", "seed", or a peer: "torch", "jax"
     dtype: str = "float64"
     hidden: int = 10
     n: int | None = None  # None: every sample given; else the data tiled or cut to n samples
@@ -47,10 +50,35 @@ class Case:
         return {"seed": "numpy (seed layout)"}.get(self.backend, self.backend)
 
 
+@dataclass(frozen=True)
+class EpochCase:
+    """One epoch of mini-batch SGD (batches of ``batch``, a fixed shuffled order) on all samples."""
+
+    backend: str  # "numpy", "numba" or "torch"
+    hidden: int = 64
+    batch: int = 64
+    dtype: str = "float32"
+
+    @property
+    def sizes(self):
+        return (784, self.hidden, 10)
+
+    @property
+    def group(self):
+        return f"epoch {'-'.join(map(str, self.sizes))} batch {self.batch} {self.dtype}"
+
+    @property
+    def label(self):
+        return self.backend
+
+
 # The cases of the README table: the 784-10-10 seed network, hidden 128, and a scaling series.
 MAIN_CASES = [Case(b, d) for d in ("float64", "float32") for b in ("numpy", "seed", "numba")]
 WIDE_CASES = [Case(b, d, hidden=128) for d in ("float64", "float32") for b in ("numpy", "numba")]
 SCALING_CASES = [Case("numba", "float32", n=n) for n in (10_000, 59_000, 236_000)]
+PEER_CASES = [Case(peer, "float32") for peer in PEER_CLASSES] + [Case("torch", "float32", hidden=128)]
+EPOCH_CASES = [EpochCase(b, hidden, batch) for hidden in (64, 10) for batch in (64, 256)
+               for b in ("numpy", "numba", "torch")]
 
 
 def samples(X, y, n):
@@ -92,27 +120,58 @@ class SeedLayoutStep:
 
 
 def make_step(case, X, y, seed=0):
-    """(net, step) for the case: ``step()`` runs one training step in place on the case's data."""
+    """(trained, step) for the case: ``step()`` runs one training step in place on the case's
+    data, ``trained()`` is the network as it now is."""
     X, y = samples(X, y, case.n)
     net = fastnet.Network.init(case.sizes, seed=seed, dtype=case.dtype)
     if case.backend == "seed":
-        return net, SeedLayoutStep(net, X, y)
+        return (lambda: net), SeedLayoutStep(net, X, y)
+    if case.backend in PEER_CLASSES:
+        peer = make_peer(case.backend, net, X, y)
+        return peer.network, peer.step
     backend = fastnet.get_backend(case.backend)
     data = fastnet.Dataset(X, y)
-    return net, lambda: backend.step(net, data, lr=0.1)
+    return (lambda: net), lambda: backend.step(net, data, lr=0.1)
+
+
+def make_epoch(case, X, y, order, seed=0):
+    """(trained, epoch) for an EpochCase: ``epoch()`` runs one epoch in ``order`` in place."""
+    net = fastnet.Network.init(case.sizes, seed=seed, dtype=case.dtype)
+    if case.backend in PEER_CLASSES:
+        peer = make_peer(case.backend, net, X, y)
+        return peer.network, lambda: peer.epoch(order, case.batch)
+    backend = fastnet.get_backend(case.backend)
+    data = fastnet.Dataset(X, y)
+    return (lambda: net), lambda: backend.epoch(net, data, lr=0.1, batch_size=case.batch, order=order)
+
+
+def _assert_like_reference(trained, reference, case, what):
+    tol = TOLERANCES["float64" if case.dtype == "float64" else "float32"]
+    for i, ((W, b), (rW, rb)) in enumerate(zip(trained.params, reference.params)):
+        np.testing.assert_allclose(W, rW, **tol, err_msg=f"{case}: W{i + 1} after {what}")
+        np.testing.assert_allclose(b, rb, **tol, err_msg=f"{case}: b{i + 1} after {what}")
 
 
 def check_agreement(case, X, y):
     """Raise AssertionError unless one step of the case updates the parameters like the reference."""
     X, y = X[:AGREEMENT_SAMPLES], y[:AGREEMENT_SAMPLES]
-    net, step = make_step(Case(case.backend, case.dtype, case.hidden), X, y)
+    trained, step = make_step(Case(case.backend, case.dtype, case.hidden), X, y)
     reference = fastnet.Network.init(case.sizes, seed=0, dtype="float64")
     fastnet.get_backend("numpy").step(reference, X, y, lr=0.1)
     step()
-    tol = TOLERANCES["float64" if case.dtype == "float64" else "float32"]
-    for i, ((W, b), (rW, rb)) in enumerate(zip(net.params, reference.params)):
-        np.testing.assert_allclose(W, rW, **tol, err_msg=f"{case}: W{i + 1} after one step")
-        np.testing.assert_allclose(b, rb, **tol, err_msg=f"{case}: b{i + 1} after one step")
+    _assert_like_reference(trained(), reference, case, "one step")
+
+
+def check_epoch_agreement(case, X, y):
+    """Raise AssertionError unless one epoch of the case (on AGREEMENT_SAMPLES samples) leaves the
+    parameters where the float64 reference's epoch leaves them."""
+    X, y = X[:AGREEMENT_SAMPLES], y[:AGREEMENT_SAMPLES]
+    order = np.random.default_rng(0).permutation(len(X))
+    trained, epoch = make_epoch(case, X, y, order)
+    reference = fastnet.Network.init(case.sizes, seed=0, dtype="float64")
+    fastnet.get_backend("numpy").epoch(reference, X, y, lr=0.1, batch_size=case.batch, order=order)
+    epoch()
+    _assert_like_reference(trained(), reference, case, "one epoch")
 
 
 def settle():
