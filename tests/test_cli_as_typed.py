@@ -136,7 +136,7 @@ def test_a_picture_that_cannot_be_drawn_is_refused_before_any_work(tmp_path, com
         assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
 
 
-# ------------------------------------------------------------------ your own images in
+# ------------------------------------------------------------------ your own images in, ONNX out
 
 @pytest.fixture
 def digit_folder(mnist, tmp_path):
@@ -201,3 +201,13 @@ def test_a_single_bad_image_is_one_line_and_exit_2(trained_model, tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.splitlines() == [f"fastnet: error: {tmp_path / 'scan.png'}: empty file, not an image"]
 
+
+def test_export_to_onnx_as_typed(trained_model, tmp_path):
+    pytest.importorskip("onnx", reason='needs onnx: pip install -e ".[onnx]"')
+    done = RUNNERS["piped"]("fastnet.export", trained_model, tmp_path / "model.onnx")
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    size = (tmp_path / "model.onnx").stat().st_size
+    assert done.stderr.splitlines() == [
+        f"exported 784-64-10 to {tmp_path / 'model.onnx'}: ONNX opset 13, {size:,} bytes, input 'pixels' "
+        f"(N, 784) float32 in [0, 1], output 'probabilities' (N, 10) (float64 parameters rounded to float32)"]
