@@ -91,7 +91,7 @@ def plot_prepared(shown, predicted, probabilities, path, pairs_per_row=3):
     in the order of the rows of ``predicted`` and ``probabilities``."""
     plt = require_matplotlib()
     rows = max(1, -(-len(shown) // pairs_per_row))
-    fig, axes = plt.subplots(rows, 2 * pairs_per_row, figsize=(2 * pairs_per_row * 1.7, rows * 2.0),
+    fig, axes = plt.subplots(rows, 2 * pairs_per_row, figsize=(2 * pairs_per_row * 1.7, rows * 2.2),
                              squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")

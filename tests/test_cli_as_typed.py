@@ -167,7 +167,7 @@ def test_a_folder_of_images_is_predicted_with_default_flags(trained_model, digit
     assert [int(r.split(",")[1]) for r in rows] == probabilities.argmax(axis=1).tolist()
     assert f"left out 1 file in {digit_folder} that is not an image by name (notes.txt)" in done.stderr
     assert f"drew 6 images and what the network saw in {tmp_path / 'show.png'}" in done.stderr
-    assert png_size(tmp_path / "show.png") == (1020, 400)  # 3 pairs of panels a row, 2 rows
+    assert png_size(tmp_path / "show.png") == (1020, 440)  # 3 pairs of panels a row, 2 rows
     if mode == "piped":
         assert done.stdout.splitlines()[0] == "file,prediction," + ",".join(f"p{k}" for k in range(10))
         assert len(done.stdout.splitlines()) == 7

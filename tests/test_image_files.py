@@ -95,6 +95,7 @@ def test_a_10000_by_10000_scan_is_read_shrunk_and_prepared(tmp_path):
     ("empty.png", b"", "empty file, not an image$"),
     ("paper.pdf", b"%PDF-1.4 a scan", "a PDF document, not an image$"),
     ("zero.png", png_with_header(0, 0), r"a PNG image, damaged \(Pillow cannot read it\)$"),
+    ("giant.png", png_with_header(20_000, 20_000), r"too large to read safely \(Image size \(400000000 pixels\) exceeds"),
     ("blank.png", None, r"no digit found: the picture is blank \(no ink stands out from the background\)$"),
     ("cut.png", "truncated", r"damaged or unreadable image \(image file is truncated\)$"),
 ])
