@@ -5,7 +5,8 @@ ratio, anti-aliased), and placed in a 28 x 28 field so that their centre of mass
 A network trained on them expects exactly that; :func:`prepare_digit` turns any grayscale picture
 of one digit (a scan, a photo, a drawing) into it:
 
-1. gray levels to [0, 1] (by the array's type: uint8 / 255, uint16 / 65535, floats as they are);
+1. gray levels to [0, 1] (uint8 / 255, uint16 / 65535, other integers / 255 when none exceeds 255
+   and / 65535 otherwise, floats as they are);
 2. the background is the median of the border pixels; a light one means dark ink on paper, so the
    picture is inverted (MNIST is white on black);
 3. ink is what lies above the background, stretched so the strongest ink is 1; anything weaker
@@ -35,7 +36,7 @@ class BlankImage(ValueError):
 
 
 def to_unit(gray):
-    """The gray levels of a 2-D array as float64 in [0, 1], scaled by the array's type."""
+    """The gray levels of a 2-D array as float64 in [0, 1], scaled as step 1 of the module docstring says."""
     gray = np.asarray(gray)
     if gray.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale picture, got an array of shape {gray.shape}")
@@ -44,7 +45,10 @@ def to_unit(gray):
     if gray.dtype == np.bool_:
         return gray.astype(np.float64)
     if gray.dtype.kind in "ui":
-        top = np.iinfo(gray.dtype).max if gray.dtype.itemsize <= 2 else 65535  # 32-bit: Pillow's 16-bit
+        if gray.dtype in (np.uint8, np.uint16):
+            top = np.iinfo(gray.dtype).max
+        else:  # int64 from np.array(img, int), int32 from Pillow's "I" mode: judge by the values
+            top = 255 if gray.max() <= 255 else 65535
         return np.clip(gray.astype(np.float64) / top, 0.0, 1.0)
     if gray.dtype.kind == "f":
         if not np.all(np.isfinite(gray)):
@@ -134,8 +138,8 @@ def place(digit, field=FIELD):
 def prepare_digit(gray):
     """A 2-D grayscale picture of one digit as MNIST would have it: (28, 28) uint8, white on black.
 
-    ``gray`` holds gray levels (uint8, uint16, other integers scaled by 65535, bool, or floats in
-    [0, 1]), dark ink on light paper or light ink on dark. Raises :class:`BlankImage` (a ValueError)
+    ``gray`` holds gray levels (integers, bool, or floats in [0, 1]; see :func:`to_unit`), dark ink
+    on light paper or light ink on dark. Raises :class:`BlankImage` (a ValueError)
     when there is no ink, ValueError for an empty or non-2-D array. See the module docstring.
     """
     strokes, _ = ink(gray)

@@ -76,6 +76,8 @@ def test_a_lopsided_digit_is_moved_in_rather_than_cut_off():
 
 @pytest.mark.parametrize("convert", [
     lambda p: p.astype(np.uint16) * 257,  # 16 bits, full range
+    lambda p: p.astype(np.int64),  # np.array(picture, int): still 0-255
+    lambda p: p.astype(np.int32) * 257,  # Pillow's 32-bit mode holding 16-bit values
     lambda p: p / 255.0,  # floats in [0, 1]
     lambda p: (p / 255.0).astype(np.float32),
     lambda p: p > 127,  # bilevel
