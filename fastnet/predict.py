@@ -24,7 +24,6 @@ from fastnet.backends import DEFAULT, available_backends, get_backend
 from fastnet.cli import prog_name
 
 
-
 def build_parser():
     p = argparse.ArgumentParser(prog=prog_name("fastnet.predict"), description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", metavar="INPUT", nargs="+",
