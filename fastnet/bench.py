@@ -18,6 +18,7 @@ import tempfile
 import time
 
 from fastnet.benchmarks import MAIN_CASES, SCALING_CASES, WIDE_CASES, Case, check_agreement, time_case
+from fastnet.cli import prog_name
 
 STARTUP_SCRIPT = """
 import time; t0 = time.perf_counter()
@@ -113,7 +114,7 @@ def bar_chart(results, path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m fastnet.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog_name("fastnet.bench"), description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", help="folder with MNIST (default: $FASTNET_DATA_DIR or ./data)")
     p.add_argument("--rounds", type=int, default=15, help="timed steps per case (hidden 128: a quarter)")
     p.add_argument("--quick", action="store_true", help="only the 784-10-10 cases")

@@ -53,7 +53,8 @@ def load_network(path):
         try:
             version = int(z["version"])
             if version > VERSION:
-                raise ValueError(f"model format version {version} is newer than this fastnet reads")
+                raise ValueError(f"model format version {version} is newer than this fastnet reads (up to "
+                                 f"{VERSION}): written by a later fastnet; upgrade fastnet to use it")
             sizes = z["sizes"]
             if sizes.ndim != 1 or sizes.dtype.kind not in "iu":
                 raise ValueError(f"damaged model: sizes {sizes.tolist()!r} is not a list of layer sizes")

@@ -1,5 +1,5 @@
-"""Pictures: training curves, misclassified digits, benchmark bars. matplotlib is an optional extra
-(`pip install "fastnet[plot]"`); without it these raise ImportError with that instruction."""
+"""Pictures: training curves, misclassified digits, prepared images, benchmark bars. matplotlib is an
+optional extra (`pip install "fastnet[plot]"`); without it these raise ImportError with that instruction."""
 
 from __future__ import annotations
 
@@ -83,3 +83,32 @@ def plot_mistakes(images, true, predicted, path, limit=36, side=28):
     fig.tight_layout()
     save_figure(fig, path)
     return len(wrong)
+
+
+def plot_prepared(shown, predicted, probabilities, path, pairs_per_row=3):
+    """Each image as read beside what the network saw (after preparation), titled with the
+    prediction and its probability: ``shown`` is [(name, picture in [0, 1], digit (28, 28)), ...],
+    in the order of the rows of ``predicted`` and ``probabilities``."""
+    plt = require_matplotlib()
+    rows = max(1, -(-len(shown) // pairs_per_row))
+    fig, axes = plt.subplots(rows, 2 * pairs_per_row, figsize=(2 * pairs_per_row * 1.7, rows * 2.2),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (name, picture, digit) in enumerate(shown):
+        as_read, seen = axes[i // pairs_per_row, 2 * (i % pairs_per_row):2 * (i % pairs_per_row) + 2]
+        for ax in (as_read, seen):  # a frame, so a white page shows where it ends
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        as_read.imshow(picture, cmap="gray", vmin=0, vmax=1)
+        as_read.set_title(_short(Path(name).name), fontsize=8)
+        seen.imshow(digit, cmap="gray", vmin=0, vmax=255)  # white on black, as MNIST and the network
+        seen.set_title(f"\u2192 {predicted[i]} ({probabilities[i, predicted[i]]:.0%})", fontsize=10)
+    fig.suptitle("each image as read, and what the network saw \u2192 its prediction")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _short(name, width=18):
+    return name if len(name) <= width else name[:width - 1] + "\u2026"

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from fastnet.backends import DEFAULT, available_backends, get_backend
+from fastnet.cli import prog_name
 from fastnet.network import DTYPES, INITS
 
 N_PIXELS, N_CLASSES = 784, 10
@@ -43,7 +44,7 @@ def positive_float(text):
 
 def build_parser():
     p = argparse.ArgumentParser(
-        prog="python -m fastnet.train",
+        prog=prog_name("fastnet.train"),
         description="Train the seed notebook's MNIST network with a numpy or numba backend.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

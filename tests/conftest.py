@@ -26,3 +26,18 @@ def mnist(mnist_dir):
 def seed_split(mnist):
     """The seed notebook's split: shuffled with seed 0, 1,000 dev images, 59,000 for training."""
     return split_dev(mnist.train_images, mnist.train_labels, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_model(seed_split, tmp_path_factory):
+    """A model file of a 784-64-10 network after one epoch of mini-batch SGD on the seed split
+    (about 0.9 test accuracy, a few seconds): good enough that its mistakes mean something."""
+    import fastnet
+    from fastnet.training import fit
+
+    net = fastnet.Network.init((784, 64, 10), seed=0)
+    fit(net, seed_split.X_train, seed_split.y_train, iterations=1, batch_size=64, lr=0.1, backend="numba",
+        progress=False)
+    path = tmp_path_factory.mktemp("trained-model") / "model.npz"
+    net.save(path)
+    return path

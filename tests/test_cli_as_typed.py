@@ -134,3 +134,80 @@ def test_a_picture_that_cannot_be_drawn_is_refused_before_any_work(tmp_path, com
         no_traceback(done)
         assert done.returncode == 2
         assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
+
+
+# ------------------------------------------------------------------ your own images in, ONNX out
+
+@pytest.fixture
+def digit_folder(mnist, tmp_path):
+    """Six MNIST test digits drawn large, black on white, as PNG files, and a note beside them."""
+    Image = pytest.importorskip("PIL.Image", reason='needs Pillow: pip install -e ".[image]"')
+    folder = tmp_path / "my digits"  # a space, as folders people make often have
+    folder.mkdir()
+    for i in range(6):
+        digit = Image.fromarray(255 - mnist.test_images[i].reshape(28, 28)).resize((140, 140), Image.BILINEAR)
+        page = Image.new("L", (300, 200), 255)
+        page.paste(digit, (20 * i, 10 * i))
+        page.save(folder / f"digit-{i}.png")
+    (folder / "notes.txt").write_text("written on a Tuesday\n")
+    return folder
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_folder_of_images_is_predicted_with_default_flags(trained_model, digit_folder, tmp_path, mode):
+    from tests.test_product import png_size
+
+    done = RUNNERS[mode]("fastnet.predict", "--model", trained_model, digit_folder, "--show", tmp_path / "show.png")
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(str(digit_folder))]
+    assert [r.split(",")[0] for r in rows] == [str(digit_folder / f"digit-{i}.png") for i in range(6)]
+    probabilities = np.array([[float(p) for p in r.split(",")[2:]] for r in rows])
+    assert probabilities.shape == (6, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert [int(r.split(",")[1]) for r in rows] == probabilities.argmax(axis=1).tolist()
+    assert f"left out 1 file in {digit_folder} that is not an image by name (notes.txt)" in done.stderr
+    assert f"drew 6 images and what the network saw in {tmp_path / 'show.png'}" in done.stderr
+    assert png_size(tmp_path / "show.png") == (1020, 440)  # 3 pairs of panels a row, 2 rows
+    if mode == "piped":
+        assert done.stdout.splitlines()[0] == "file,prediction," + ",".join(f"p{k}" for k in range(10))
+        assert len(done.stdout.splitlines()) == 7
+    else:  # the bar drew while the images were read
+        assert "reading images" in done.stdout
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_bad_images_in_a_folder_are_reported_and_the_others_written(trained_model, digit_folder, tmp_path, mode):
+    from PIL import Image
+
+    (digit_folder / "broken.png").write_bytes(b"not really a png")
+    Image.new("RGB", (80, 60), "white").save(digit_folder / "blank.jpg")
+    out = tmp_path / "predictions.csv"
+    done = RUNNERS[mode]("fastnet.predict", "--model", trained_model, digit_folder, "--out", out)
+    no_traceback(done)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("fastnet: error:")]
+    assert errors == [
+        f"fastnet: error: {digit_folder / 'blank.jpg'}: no digit found: the picture is blank (no ink stands out "
+        f"from the background)",
+        f"fastnet: error: {digit_folder / 'broken.png'}: not an image (Pillow cannot read it)",
+        "fastnet: error: 2 of 8 images could not be used (above); the other 6 predictions were written",
+    ]
+    assert len(out.read_text().splitlines()) == 1 + 6
+
+
+def test_a_single_bad_image_is_one_line_and_exit_2(trained_model, tmp_path):
+    (tmp_path / "scan.png").write_bytes(b"")
+    done = RUNNERS["piped"]("fastnet.predict", "--model", trained_model, tmp_path / "scan.png")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [f"fastnet: error: {tmp_path / 'scan.png'}: empty file, not an image"]
+
+
+def test_export_to_onnx_as_typed(trained_model, tmp_path):
+    pytest.importorskip("onnx", reason='needs onnx: pip install -e ".[onnx]"')
+    done = RUNNERS["piped"]("fastnet.export", trained_model, tmp_path / "model.onnx")
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    size = (tmp_path / "model.onnx").stat().st_size
+    assert done.stderr.splitlines() == [
+        f"exported 784-64-10 to {tmp_path / 'model.onnx'}: ONNX opset 13, {size:,} bytes, input 'pixels' "
+        f"(N, 784) float32 in [0, 1], output 'probabilities' (N, 10) (float64 parameters rounded to float32)"]
