@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastnet
-from fastnet.config import TOLERANCES
+from fastnet.tolerances import TOLERANCES
 from fastnet.data.formats import DataError, csv_text, parse_idx, read_csv
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -5,7 +5,7 @@ import pytest
 
 import fastnet
 from fastnet.backends.numpy_backend import log_softmax
-from fastnet.config import TOLERANCES
+from fastnet.tolerances import TOLERANCES
 from tests.helpers import random_problem
 
 EPS = 1e-6  # central-difference step in float64

@@ -5,7 +5,7 @@ lands at 84-85% across init seeds 0-4."""
 import pytest
 
 import fastnet
-from fastnet.config import FLOAT32_DEV_ACCURACY_POINTS
+from fastnet.tolerances import FLOAT32_DEV_ACCURACY_POINTS
 from fastnet.training import fit
 
 SEED_DEV_ACCURACY_FLOOR = 0.83
