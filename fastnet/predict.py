@@ -58,7 +58,7 @@ def main(argv=None):
 
 def run(args):
     from fastnet.data import load_inputs
-    from fastnet.model_file import load_network
+    from fastnet.network import load_network
 
     if args.show_mistakes:  # fail now, not after predicting
         from fastnet.plots import check_figure_path

@@ -42,7 +42,7 @@ def test_saved_model_reloads_to_identical_predictions(backend, tmp_path, dtype):
     assert back.sizes == sizes and back.dtype == net.dtype
     np.testing.assert_array_equal(back.flat, net.flat)
     np.testing.assert_array_equal(backend.forward(back, X), backend.forward(net, X))
-    from fastnet.model_file import load_network
+    from fastnet.network import load_network
 
     assert load_network(tmp_path / "m.npz")[1] == {"dev_accuracy": 0.5, "note": "hi"}
 

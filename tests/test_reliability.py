@@ -251,7 +251,7 @@ def test_ctrl_c_stops_cleanly_and_saves_the_last_completed_state(mnist_dir, tmp_
         proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted after" in err and "Traceback" not in err
-    from fastnet.model_file import load_network
+    from fastnet.network import load_network
 
     net, meta = load_network(model)
     assert meta["steps"] >= 1 and np.isfinite(net.flat).all()
