@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import fastnet
-from fastnet.config import TOLERANCES
 from fastnet.peers import PEER_CLASSES, make_peer
+from fastnet.tolerances import TOLERANCES
 
 AGREEMENT_SAMPLES = 2000  # agreement is checked on this many samples: enough to catch any bug
 # OpenBLAS's worker threads busy-wait for 50-100 ms after their last call (OpenMP's, numba's, for

@@ -88,7 +88,7 @@ def main(argv=None):
     try:
         require_onnx()  # a missing extra: say so before reading anything
         from fastnet.files import check_writable
-        from fastnet.model_file import load_network
+        from fastnet.network import load_network
 
         check_writable(args.out, "OUT")
         net, _ = load_network(args.model)

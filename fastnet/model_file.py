@@ -1,7 +1,8 @@
 """Models on disk: one .npz holding the parameters and everything needed to use them again.
 
 Stored: a format tag and version, layer sizes, dtype, how inputs are scaled, and a JSON object of
-free-form metadata (training settings, final accuracies). Saving is atomic.
+free-form metadata (training settings, final accuracies). Saving is atomic. This module knows the
+file, not the Network: ``Network.save`` and ``fastnet.network.load_network`` use it.
 """
 
 from __future__ import annotations
@@ -13,25 +14,26 @@ import numpy as np
 
 from fastnet.data.formats import file_kind
 from fastnet.files import atomic_write
-from fastnet.network import Network
 
 FORMAT = "fastnet-model"
 VERSION = 1
 INPUT_SCALING = "uint8 pixels / 255, or floats in [0, 1]"
 
 
-def save_network(path, net, **metadata):
-    """Write ``net`` and ``metadata`` (JSON-serialisable values) to ``path`` atomically."""
+def write_model(path, sizes, flat, **metadata):
+    """Write a network's layer sizes, flat parameters and ``metadata`` (JSON-serialisable values)
+    to ``path`` atomically."""
     with atomic_write(path) as f:
         np.savez(
-            f, format=np.array(FORMAT), version=np.array(VERSION), sizes=np.array(net.sizes),
-            flat=net.flat, input_scaling=np.array(INPUT_SCALING),
+            f, format=np.array(FORMAT), version=np.array(VERSION), sizes=np.array(sizes),
+            flat=flat, input_scaling=np.array(INPUT_SCALING),
             metadata=np.array(json.dumps(metadata, default=_jsonable)),
         )
 
 
-def load_network(path):
-    """(Network, metadata dict) from a file written by :func:`save_network`; ValueError otherwise."""
+def read_model(path):
+    """(layer sizes, flat parameters, metadata dict) from a file written by :func:`write_model`;
+    ValueError otherwise. Whether the sizes and parameters make a network is the Network's check."""
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -46,7 +48,7 @@ def load_network(path):
     except ValueError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path}: not a readable fastnet model file ({_first_line(exc)})") from None
+        raise ValueError(f"{path}: not a readable fastnet model file ({first_line(exc)})") from None
     with archive as z:
         if not hasattr(z, "files") or "format" not in z.files or str(z["format"]) != FORMAT:
             raise ValueError(f"{path}: not a fastnet model file (no '{FORMAT}' tag)")
@@ -58,14 +60,15 @@ def load_network(path):
             sizes = z["sizes"]
             if sizes.ndim != 1 or sizes.dtype.kind not in "iu":
                 raise ValueError(f"damaged model: sizes {sizes.tolist()!r} is not a list of layer sizes")
-            net = Network(tuple(int(s) for s in sizes), z["flat"].copy())
+            sizes, flat = tuple(int(s) for s in sizes), z["flat"].copy()
             metadata = json.loads(str(z["metadata"]))
         except (KeyError, ValueError, OSError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{path}: {_first_line(exc)}") from None
-    return net, metadata
+            raise ValueError(f"{path}: {first_line(exc)}") from None
+    return sizes, flat, metadata
 
 
-def _first_line(exc):
+def first_line(exc):
+    """The first line of an exception's message (its type's name if it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastnet import model_file
+
 DTYPES = ("float32", "float64")
 INITS = ("uniform", "he")
 
@@ -143,16 +145,22 @@ class Network:
 
     def save(self, path, **metadata):
         """Write the network (and ``metadata``) to an .npz file atomically; see fastnet.model_file."""
-        from fastnet.model_file import save_network
-
-        save_network(path, self, **metadata)
+        model_file.write_model(path, self.sizes, self.flat, **metadata)
 
     @classmethod
     def load(cls, path):
         """Read a network written by :meth:`save`; raises ValueError for a file of the wrong kind."""
-        from fastnet.model_file import load_network
-
         return load_network(path)[0]
+
+
+def load_network(path):
+    """(Network, metadata dict) from a file written by :meth:`Network.save`; ValueError for a file
+    of another kind or whose sizes and parameters disagree."""
+    sizes, flat, metadata = model_file.read_model(path)
+    try:
+        return Network(sizes, flat), metadata
+    except ValueError as exc:
+        raise ValueError(f"{path}: {model_file.first_line(exc)}") from None
 
 
 def layer_offsets(sizes):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fastnet.backends import DEFAULT, available_backends, get_backend
-from fastnet.cli import prog_name
+from fastnet.cli import prog_name, write_output
 
 
 def build_parser():
@@ -115,7 +115,7 @@ def run(args):
 def predict_data_file(args, path):
     """Predictions for one CSV or IDX file (index,prediction), with accuracy when it has labels."""
     from fastnet.data import load_inputs
-    from fastnet.model_file import load_network
+    from fastnet.network import load_network
 
     net, meta = load_network(args.model)
     images, labels = load_inputs(path, args.labels)
@@ -142,18 +142,6 @@ def predict_data_file(args, path):
         drawn = plot_mistakes(images, labels, predicted, args.show_mistakes)
         print(f"drew {drawn} misclassified digits in {args.show_mistakes}", file=sys.stderr)
     return 0
-
-
-def write_output(out, text, n_rows):
-    """The predictions' CSV text to the file ``out`` (atomically), or to stdout when it is None."""
-    if out:
-        from fastnet.files import atomic_write
-
-        with atomic_write(out) as f:
-            f.write(text.encode())
-        print(f"wrote {n_rows:,} predictions to {out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
 
 
 if __name__ == "__main__":

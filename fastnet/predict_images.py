@@ -45,7 +45,7 @@ def predict_images(args):
     """Predict every image of ``args.inputs``; returns the exit status (0, or 2 if any failed)."""
     from fastnet.image_files import ImageError, read_digit, require_pillow
     from fastnet.images import FIELD
-    from fastnet.model_file import load_network
+    from fastnet.network import load_network
 
     require_pillow()  # a missing extra: one line before any work
     net, _ = load_network(args.model)
@@ -81,7 +81,7 @@ def predict_images(args):
 
     probabilities = get_backend(args.backend).forward(net, np.stack(digits))
     predicted = probabilities.argmax(axis=1)
-    from fastnet.predict import write_output
+    from fastnet.cli import write_output
 
     write_output(args.out, predictions_csv(names, predicted, probabilities), len(names))
     if args.show:

@@ -19,8 +19,12 @@ import numpy as np
 
 from fastnet.backends import get_backend
 from fastnet.backends.base import ParameterOverflow
-from fastnet.config import DIVERGENCE_LOSS_RATIO
 from fastnet.inputs import Dataset
+
+# Training stops as diverged when the loss or a parameter is NaN/inf, or when the loss exceeds this
+# multiple of the first step's loss: with the stable softmax, a too-large learning rate (say 1e4)
+# blows the loss up to ~1e12 without ever producing NaN, and gradient descent does not come back.
+DIVERGENCE_LOSS_RATIO = 100.0
 
 
 class Diverged(RuntimeError):

@@ -1,11 +1,34 @@
-"""Shared fixtures: real MNIST from ../shared/data/mnist (or the data directory) and its seed split."""
+"""Shared fixtures: every registered backend, and real MNIST from ../shared/data/mnist (or the data
+directory) with its seed split.
+
+**The backend contract.** A test that takes the ``backend`` (or ``backend_name``) fixture runs once
+for every name in ``fastnet.available_backends()``, so a new backend is tested by registering it,
+never by editing tests (as tensorly runs its whole suite once per backend). Those tests are the
+contract every backend must meet: interface behaviour (test_backend_contract.py), validation
+(test_api_forms.py, test_reliability.py), agreement with the reference on real data and awkward
+shapes (test_agreement.py), fuzzing (test_fuzz.py) and the command-line tools. Tests of one
+backend's internals live in a folder named for it (tests/numba/). ``FASTNET_TEST_BACKENDS=numba``
+(a comma-separated list) runs the contract for some backends only.
+"""
 
 from __future__ import annotations
 
 import pytest
 
+import fastnet
 from fastnet.data import load_mnist, split_dev
-from tests.helpers import SHARED_MNIST, real_mnist_dir
+from tests.helpers import SHARED_MNIST, backends_under_test, real_mnist_dir
+
+@pytest.fixture(params=backends_under_test())
+def backend_name(request):
+    """The name of each registered backend in turn."""
+    return request.param
+
+
+@pytest.fixture
+def backend(backend_name):
+    """Each registered backend in turn."""
+    return fastnet.get_backend(backend_name)
 
 
 @pytest.fixture(scope="session")

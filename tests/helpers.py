@@ -5,7 +5,16 @@ from pathlib import Path
 
 import numpy as np
 
+REFERENCE = "numpy"  # the backend that defines what is correct; every other one is compared with it
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+def backends_under_test():
+    """Every registered backend, or those named in $FASTNET_TEST_BACKENDS (comma-separated)."""
+    import fastnet
+
+    chosen = os.environ.get("FASTNET_TEST_BACKENDS")
+    return chosen.split(",") if chosen else fastnet.available_backends()
 
 
 def real_mnist_dir(folder):

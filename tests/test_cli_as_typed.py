@@ -9,6 +9,7 @@ import pytest
 import fastnet
 from fastnet.data.formats import csv_text
 from tests.commands import RUNNERS
+from tests.helpers import REFERENCE
 
 MODES = list(RUNNERS)
 SEED_HEADER = "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29))
@@ -42,8 +43,8 @@ def no_traceback(done):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
-def test_seed_csv_workflow_trains_and_predicts_with_default_flags(seed_dir, tmp_path, mode, backend):
+def test_seed_csv_workflow_trains_and_predicts_with_default_flags(seed_dir, tmp_path, mode, backend_name):
+    backend = backend_name
     run = RUNNERS[mode]
     model, out = tmp_path / "model.npz", tmp_path / "predictions.csv"
     done = run("fastnet.train", "--backend", backend, "--data-dir", seed_dir, "--iterations", 10,
@@ -99,7 +100,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_loading_anything(tmp
 def test_one_iteration_reports_its_time_and_one_class_is_warned_about(mnist, tmp_path):
     keep = mnist.train_labels == 3  # 6,131 images, all of one class
     (tmp_path / "train.csv").write_text(csv_text(mnist.train_images[keep], mnist.train_labels[keep]))
-    done = RUNNERS["piped"]("fastnet.train", "--data-dir", tmp_path, "--iterations", 1, "--backend", "numpy")
+    done = RUNNERS["piped"]("fastnet.train", "--data-dir", tmp_path, "--iterations", 1, "--backend", REFERENCE)
     assert done.returncode == 0, done.stderr
     assert "time: 1 step, " in done.stdout and "0.00 ms/step" not in done.stdout
     assert "warning: the training set holds only 1 of the 10 classes (3)" in done.stderr

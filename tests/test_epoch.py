@@ -1,19 +1,17 @@
-"""Mini-batch SGD epochs on every backend against the numpy reference's: the same losses per batch
+"""Mini-batch SGD epochs on every backend (the contract) against the reference's: the same losses per batch
 and the same parameters after several epochs, on every batch size from 1 to the whole set, with a
 last partial batch, any depth and width; the same stop, at the same batch, with the same kept
 parameters, when a batch diverges; and the same result for any thread count."""
 
-import numba
 import numpy as np
 import pytest
 
 import fastnet
-from fastnet import config
-from fastnet.config import TOLERANCES
-from tests.helpers import random_problem
+from fastnet.backends.numba import flags
+from fastnet.tolerances import TOLERANCES
+from tests.helpers import REFERENCE, random_problem
 
-REF = fastnet.get_backend("numpy")
-BACKENDS = fastnet.available_backends()
+REF = fastnet.get_backend(REFERENCE)
 
 CASES = {  # name: (samples, sizes, batch size, pixels)
     "seed network, batch 64, partial last batch": (2000, (784, 10, 10), 64, "mnist"),
@@ -23,8 +21,8 @@ CASES = {  # name: (samples, sizes, batch size, pixels)
     "float pixels, batch 33": (700, (784, 20, 10), 33, "float"),
     "random pixels, odd widths": (500, (100, 3, 5), 17, "random"),
     "whole set in one batch": (600, (784, 10, 10), 600, "mnist"),
-    "above the fused kernel's batch limit": (config.FUSED_EPOCH_MAX_BATCH + 700, (784, 10, 10),
-                                             config.FUSED_EPOCH_MAX_BATCH + 1, "mnist"),
+    "above the numba backend's fused-epoch batch limit": (flags.FUSED_EPOCH_MAX_BATCH + 700, (784, 10, 10),
+                                                          flags.FUSED_EPOCH_MAX_BATCH + 1, "mnist"),
 }
 
 
@@ -43,14 +41,13 @@ def epochs(backend, net, data, batch_size, count, lr=0.1, seed=0):
 
 
 @pytest.mark.parametrize("name", CASES)
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_float64_epochs_match_the_reference(backend, name, seed_split):
     n, sizes, batch_size, kind = CASES[name]
     X, y = problem(kind, n, sizes, seed_split)
     data = fastnet.Dataset(X, y, n_inputs=sizes[0], n_classes=sizes[-1])
     net, ref = fastnet.Network.init(sizes, seed=1), fastnet.Network.init(sizes, seed=1)
     tol = TOLERANCES["float64"]
-    for e, (mine, theirs) in enumerate(zip(epochs(fastnet.get_backend(backend), net, data, batch_size, 2),
+    for e, (mine, theirs) in enumerate(zip(epochs(backend, net, data, batch_size, 2),
                                            epochs(REF, ref, data, batch_size, 2))):
         assert mine.stopped is theirs.stopped is None
         np.testing.assert_allclose(mine.losses, theirs.losses, **tol, err_msg=f"losses of epoch {e + 1}")
@@ -61,19 +58,17 @@ def test_float64_epochs_match_the_reference(backend, name, seed_split):
         np.testing.assert_allclose(b, rb, **tol, err_msg=f"b{i + 1} after 2 epochs")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_float32_epoch_matches_the_float64_reference(backend, seed_split):
     X, y = seed_split.X_train[:2000], seed_split.y_train[:2000]
     data = fastnet.Dataset(X, y)
     net64 = fastnet.Network.init((784, 32, 10), seed=0)
     net32 = net64.astype("float32")
-    [mine], [theirs] = epochs(fastnet.get_backend(backend), net32, data, 64, 1), epochs(REF, net64, data, 64, 1)
+    [mine], [theirs] = epochs(backend, net32, data, 64, 1), epochs(REF, net64, data, 64, 1)
     np.testing.assert_allclose(mine.losses, theirs.losses, **TOLERANCES["float32"], err_msg="losses")
     np.testing.assert_allclose(net32.flat, net64.flat, **TOLERANCES["float32"], err_msg="parameters")
 
 
 @pytest.mark.parametrize("dtype, lr", [("float64", 1e4), ("float32", 1e4), ("float32", 3e37)])
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_diverging_epoch_stops_where_the_reference_stops(backend, dtype, lr, seed_split):
     """lr 1e4: the loss blows up (a "loss" stop); 3e37 in float32: an update overflows."""
     X, y = seed_split.X_train[:640], seed_split.y_train[:640]
@@ -81,7 +76,7 @@ def test_a_diverging_epoch_stops_where_the_reference_stops(backend, dtype, lr, s
     net, ref = (fastnet.Network.init((784, 16, 10), seed=0, dtype=dtype) for _ in range(2))
     order = np.random.default_rng(0).permutation(len(X))
     with np.errstate(all="ignore"):
-        mine = fastnet.get_backend(backend).epoch(net, data, lr=lr, batch_size=32, order=order, max_ratio=100.0)
+        mine = backend.epoch(net, data, lr=lr, batch_size=32, order=order, max_ratio=100.0)
         theirs = REF.epoch(ref, data, lr=lr, batch_size=32, order=order, max_ratio=100.0)
     assert theirs.stopped is not None
     assert (mine.stopped, len(mine.losses)) == (theirs.stopped, len(theirs.losses))
@@ -90,31 +85,28 @@ def test_a_diverging_epoch_stops_where_the_reference_stops(backend, dtype, lr, s
     np.testing.assert_allclose(net.flat[finite], ref.flat[finite], **TOLERANCES[dtype])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_an_epoch_gives_the_same_bits_for_one_and_two_threads(backend, seed_split):
     X, y = seed_split.X_train[:3000], seed_split.y_train[:3000]
     data = fastnet.Dataset(X, y)
-    before = numba.get_num_threads()
     results = []
     try:
-        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            fastnet.get_backend(backend).set_threads(threads)
+        for threads in (1, 2):
+            backend.set_threads(threads)
             net = fastnet.Network.init((784, 24, 10), seed=0, dtype="float32")
-            losses = [r.losses for r in epochs(fastnet.get_backend(backend), net, data, 64, 2)]
+            losses = [r.losses for r in epochs(backend, net, data, 64, 2)]
             results.append((net.flat, np.concatenate(losses)))
     finally:
-        numba.set_num_threads(before)
+        backend.set_threads(2)
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_fit_in_mini_batches_matches_the_reference_after_two_epochs(backend, seed_split):
+def test_fit_in_mini_batches_matches_the_reference_after_two_epochs(backend_name, seed_split):
     """The user's form: fit(..., batch_size=64, iterations=2) on plain arrays, float64."""
     X, y = seed_split.X_train[:3000], seed_split.y_train[:3000]
     net, ref = fastnet.Network.init(seed=0), fastnet.Network.init(seed=0)
-    history = fastnet.fit(net, X, y, iterations=2, batch_size=64, backend=backend, progress=False)
-    reference = fastnet.fit(ref, X, y, iterations=2, batch_size=64, backend="numpy", progress=False)
+    history = fastnet.fit(net, X, y, iterations=2, batch_size=64, backend=backend_name, progress=False)
+    reference = fastnet.fit(ref, X, y, iterations=2, batch_size=64, backend=REFERENCE, progress=False)
     assert history.steps == reference.steps == 2 * 47
     np.testing.assert_allclose(history.loss, reference.loss, **TOLERANCES["float64"])
     np.testing.assert_allclose(net.flat, ref.flat, **TOLERANCES["float64"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastnet
-from fastnet.config import TOLERANCES
+from fastnet.tolerances import TOLERANCES
 from fastnet.export import INPUT_NAME, IR_VERSION, OPSET, OUTPUT_NAME, export_onnx, main
 from tests.helpers import random_problem
 

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastnet
-from fastnet.config import TOLERANCES
+from fastnet.tolerances import TOLERANCES
 from fastnet.data.formats import DataError, csv_text, parse_idx, read_csv
+from tests.helpers import REFERENCE, backends_under_test
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -68,7 +69,7 @@ def any_array(dtype):
 
 
 @FUZZ
-@given(DTYPES.flatmap(any_array), st.sampled_from(["numpy", "numba"]), st.integers(0, 12))
+@given(DTYPES.flatmap(any_array), st.sampled_from(backends_under_test()), st.integers(0, 12))
 def test_public_api_on_random_arrays(X, backend, n_labels):
     be = fastnet.get_backend(backend)
     net = fastnet.Network.init(SMALL)
@@ -99,8 +100,9 @@ def test_well_shaped_random_arrays_are_accepted_exactly_when_valid_and_backends_
         valid = bool(np.all(np.isfinite(X)) and X.min() >= 0 and X.max() <= 1)
     else:
         valid = bool(X.min() >= 0 and X.max() <= 255)
+    names = [REFERENCE] + [name for name in backends_under_test() if name != REFERENCE]
     results = []
-    for name in ("numpy", "numba"):
+    for name in names:
         net = fastnet.Network.init(SMALL)
         try:
             fastnet.get_backend(name).step(net, X, y, lr=0.1)
@@ -109,6 +111,7 @@ def test_well_shaped_random_arrays_are_accepted_exactly_when_valid_and_backends_
         else:
             results.append(net.flat)
     if not valid:
-        assert results == [None, None]
+        assert all(r is None for r in results)
     else:
-        np.testing.assert_allclose(results[1], results[0], **TOLERANCES["float64"])
+        for name, result in zip(names[1:], results[1:]):
+            np.testing.assert_allclose(result, results[0], **TOLERANCES["float64"], err_msg=name)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import fastnet
-from fastnet.model_file import FORMAT, VERSION, load_network
+from fastnet.model_file import FORMAT, VERSION
+from fastnet.network import load_network
 from tests.commands import RUNNERS
 
 VERSION_1_FILE = Path(__file__).parent / "data" / "model-v1.npz"

@@ -6,7 +6,7 @@ import pytest
 
 import fastnet
 from fastnet import peers
-from fastnet.config import TOLERANCES
+from fastnet.tolerances import TOLERANCES
 from tests.helpers import random_problem
 
 

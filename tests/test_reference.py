@@ -5,14 +5,14 @@ import pytest
 
 import fastnet
 from fastnet.backends.numpy_backend import log_softmax
-from fastnet.config import TOLERANCES
-from tests.helpers import random_problem
+from fastnet.tolerances import TOLERANCES
+from tests.helpers import REFERENCE, random_problem
 
 EPS = 1e-6  # central-difference step in float64
 
 
 def numerical_gradient(net, X, y):
-    backend = fastnet.get_backend("numpy")
+    backend = fastnet.get_backend(REFERENCE)
     grad = np.zeros_like(net.flat)
     for p in range(net.flat.size):
         saved = net.flat[p]
@@ -31,7 +31,7 @@ def test_gradients_match_finite_differences(sizes, kind):
     X, y = random_problem(9, sizes, seed=len(sizes), kind=kind)
     net = fastnet.Network.init(sizes, seed=1, init="he")
     net.flat += 0.01  # biases off zero so no ReLU sits exactly on its kink
-    analytic = np.concatenate([g.ravel() for pair in fastnet.get_backend("numpy").gradients(net, X, y)
+    analytic = np.concatenate([g.ravel() for pair in fastnet.get_backend(REFERENCE).gradients(net, X, y)
                                for g in pair])
     np.testing.assert_allclose(analytic, numerical_gradient(net, X, y), **TOLERANCES["gradcheck"])
 
@@ -40,7 +40,7 @@ def test_float32_gradients_agree_with_float64():
     sizes = (20, 8, 5)
     X, y = random_problem(30, sizes, seed=2)
     net64 = fastnet.Network.init(sizes, seed=0)
-    backend = fastnet.get_backend("numpy")
+    backend = fastnet.get_backend(REFERENCE)
     g64 = backend.gradients(net64, X, y)
     g32 = backend.gradients(net64.astype("float32"), X, y)
     for i, ((a, b), (c, d)) in enumerate(zip(g64, g32)):
@@ -60,7 +60,7 @@ def test_softmax_is_exact_and_stable_for_huge_logits():
 def test_step_reports_pre_update_loss_and_applies_gradient_descent():
     sizes = (12, 6, 4)
     X, y = random_problem(25, sizes, seed=5)
-    backend = fastnet.get_backend("numpy")
+    backend = fastnet.get_backend(REFERENCE)
     net = fastnet.Network.init(sizes, seed=0)
     before = backend.evaluate(net, X, y)
     grads = backend.gradients(net, X, y)
@@ -76,5 +76,5 @@ def test_uint8_pixels_equal_floats_scaled_by_255():
     sizes = (10, 4, 3)
     X, y = random_problem(8, sizes, seed=7)
     net = fastnet.Network.init(sizes)
-    backend = fastnet.get_backend("numpy")
+    backend = fastnet.get_backend(REFERENCE)
     np.testing.assert_array_equal(backend.forward(net, X), backend.forward(net, X / 255.0))

@@ -16,7 +16,7 @@ from fastnet.data import CACHE_DIR, DataError, load_mnist
 from fastnet.data.formats import csv_text, idx_bytes
 from fastnet.files import atomic_write
 from fastnet.train import main as train_main
-from tests.helpers import random_problem
+from tests.helpers import REFERENCE, random_problem
 
 # ------------------------------------------------------------------ bad data files
 
@@ -159,32 +159,29 @@ BAD_Y = {
 }
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("case", list(BAD_X))
 def test_bad_features_are_refused_before_any_kernel(backend, case):
     X, error, message = BAD_X[case]
     net = fastnet.Network.init(SIZES)
     before = net.flat.copy()
-    for call in (lambda: fastnet.get_backend(backend).step(net, X, Y_OK[:len(X)] if X.ndim == 2 else Y_OK, lr=0.1),
-                 lambda: fastnet.get_backend(backend).forward(net, X)):
+    for call in (lambda: backend.step(net, X, Y_OK[:len(X)] if X.ndim == 2 else Y_OK, lr=0.1),
+                 lambda: backend.forward(net, X)):
         with pytest.raises(error, match=message):
             call()
     np.testing.assert_array_equal(net.flat, before)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("case", list(BAD_Y))
 def test_bad_labels_are_refused(backend, case):
     y, error, message = BAD_Y[case]
     with pytest.raises(error, match=message):
-        fastnet.get_backend(backend).step(fastnet.Network.init(SIZES), X_OK, y, lr=0.1)
+        backend.step(fastnet.Network.init(SIZES), X_OK, y, lr=0.1)
 
 
 @pytest.mark.parametrize("lr", [0, -1, float("nan"), float("inf")])
-def test_bad_learning_rates_are_refused(lr):  # and more kinds in test_api_forms
-    for name in ("numpy", "numba"):
-        with pytest.raises(ValueError, match="lr must be finite and > 0"):
-            fastnet.get_backend(name).step(fastnet.Network.init(SIZES), X_OK, Y_OK, lr=lr)
+def test_bad_learning_rates_are_refused(backend, lr):  # and more kinds in test_api_forms
+    with pytest.raises(ValueError, match="lr must be finite and > 0"):
+        backend.step(fastnet.Network.init(SIZES), X_OK, Y_OK, lr=lr)
 
 
 def awkward_variants(tmp_path):
@@ -199,9 +196,8 @@ def awkward_variants(tmp_path):
             "int64 pixels": X_OK.astype(np.int64), "Fortran order": np.asfortranarray(X_OK)}
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_awkward_but_valid_arrays_are_accepted_and_never_written(backend, tmp_path):
-    be = fastnet.get_backend(backend)
+    be = backend
     expected = fastnet.Network.init(SIZES)
     be.step(expected, X_OK, Y_OK, lr=0.1)
     for name, X in awkward_variants(tmp_path).items():
@@ -214,7 +210,6 @@ def test_awkward_but_valid_arrays_are_accepted_and_never_written(backend, tmp_pa
 
 # ------------------------------------------------------------------ divergence
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("lr, dtype", [(1e4, "float64"), (1e38, "float32")])
 def test_divergence_stops_naming_the_iteration_and_keeps_finite_parameters(backend, lr, dtype):
     from fastnet.training import Diverged, fit
@@ -243,7 +238,7 @@ def test_divergence_in_the_cli_exits_1_and_saves_the_last_good_state(mnist_dir, 
 
 def test_ctrl_c_stops_cleanly_and_saves_the_last_completed_state(mnist_dir, tmp_path):
     model = tmp_path / "m.npz"
-    proc = subprocess.Popen([sys.executable, "-m", "fastnet.train", "--backend", "numpy", "--data-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "fastnet.train", "--backend", REFERENCE, "--data-dir",
                              str(mnist_dir), "--iterations", "100000", "--no-progress", "--save", str(model)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -256,7 +251,7 @@ def test_ctrl_c_stops_cleanly_and_saves_the_last_completed_state(mnist_dir, tmp_
         proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted after" in err and "Traceback" not in err
-    from fastnet.model_file import load_network
+    from fastnet.network import load_network
 
     net, meta = load_network(model)
     assert meta["steps"] >= 1 and np.isfinite(net.flat).all()

@@ -5,8 +5,9 @@ lands at 84-85% across init seeds 0-4."""
 import pytest
 
 import fastnet
-from fastnet.config import FLOAT32_DEV_ACCURACY_POINTS
+from fastnet.tolerances import FLOAT32_DEV_ACCURACY_POINTS
 from fastnet.training import fit
+from tests.helpers import REFERENCE
 
 SEED_DEV_ACCURACY_FLOOR = 0.83
 
@@ -19,7 +20,7 @@ def train_seed_run(split, backend, dtype):
 
 @pytest.fixture(scope="module")
 def reference_dev_accuracy(seed_split):
-    return train_seed_run(seed_split, "numpy", "float64")
+    return train_seed_run(seed_split, REFERENCE, "float64")
 
 
 @pytest.mark.slow
@@ -28,6 +29,6 @@ def test_numpy_reference_reproduces_the_seed_notebook(reference_dev_accuracy):
 
 
 @pytest.mark.slow
-def test_numba_float32_ends_within_half_a_point_of_the_reference(seed_split, reference_dev_accuracy):
-    fast = train_seed_run(seed_split, "numba", "float32")
+def test_float32_ends_within_half_a_point_of_the_reference(backend_name, seed_split, reference_dev_accuracy):
+    fast = train_seed_run(seed_split, backend_name, "float32")
     assert abs(fast - reference_dev_accuracy) * 100 <= FLOAT32_DEV_ACCURACY_POINTS, (fast, reference_dev_accuracy)

@@ -15,10 +15,9 @@ def run_cli(*args, env=None):
                           text=True, env=env, timeout=600)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
-def test_cli_trains_reports_and_saves(mnist_dir, tmp_path, backend):
+def test_cli_trains_reports_and_saves(mnist_dir, tmp_path, backend_name):
     model = tmp_path / "model.npz"
-    done = run_cli("--backend", backend, "--iterations", "5", "--data-dir", str(mnist_dir),
+    done = run_cli("--backend", backend_name, "--iterations", "5", "--data-dir", str(mnist_dir),
                    "--save", str(model), "--no-progress", "--dtype", "float32")
     assert done.returncode == 0, done.stderr
     assert "dev accuracy" in done.stdout and "test accuracy" in done.stdout and "ms/step" in done.stdout

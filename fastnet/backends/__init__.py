@@ -13,7 +13,7 @@ from fastnet.backends.base import Backend, StepResult
 # name -> module defining BACKEND; imported lazily so `numpy` users never pay numba's import.
 _MODULES = {
     "numpy": "fastnet.backends.numpy_backend",
-    "numba": "fastnet.backends.numba_backend",
+    "numba": "fastnet.backends.numba",
 }
 _loaded = {}
 DEFAULT = "numba"

@@ -1,5 +1,5 @@
-"""256-bit vectors for Numba kernels: a value type held in a register, and the few operations the
-sparse first layer needs.
+"""256-bit vectors for Numba kernels (a small Numba extension): a value type held in a register,
+and the few operations the first-layer kernels need.
 
 Why: the first layer walks each sample's non-zero pixels and, per pixel, adds a row of weights
 into the sample's unit sums. LLVM's loop vectoriser only vectorises long inner loops; for a row of
@@ -7,8 +7,9 @@ into the sample's unit sums. LLVM's loop vectoriser only vectorises long inner l
 the unit sums stay in ymm registers across the pixel loop.
 
 A ``Vec`` holds 256 bits of one float dtype: 8 float32 or 4 float64 lanes. On CPUs without AVX,
-LLVM splits each operation into narrower ones: slower, never wrong. Indices passed to ``at``,
-``vload`` and ``vstore`` must be >= 0 and in bounds: there is no wraparound and no bounds check.
+LLVM splits each operation into narrower ones: slower, never wrong. In the kernels a lane count is
+always ``lanes`` (never ``L``). Indices passed to ``at``, ``vload`` and ``vstore`` must be >= 0 and
+in bounds: there is no wraparound and no bounds check.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from numba.extending import intrinsic, models, register_model
 VECTOR_BITS = 256
 
 
-def dtype_lanes(dtype):
+def dtype_lane_count(dtype):
     """How many values of a numpy dtype one Vec holds (8 float32, 4 float64)."""
     return VECTOR_BITS // (8 * dtype.itemsize)
 
@@ -69,7 +70,7 @@ def _broadcast(builder, vtype, scalar):
 
 
 @intrinsic
-def lanes(typingctx, arr):
+def lane_count(typingctx, arr):
     """How many of arr's elements one Vec holds (a compile-time constant)."""
     n = Vec(arr.dtype).lanes
 

@@ -1,6 +1,10 @@
-"""Compiled kernels are cached; a read-only install without a writable home still works."""
+"""The numba backend's kernel cache (fastnet.backends.numba.kernel_cache): compiled kernels are
+cached, stamped with every kernel source; a read-only install without a writable home still
+works; damaged cache files are a miss; and Numba's own settings are never changed."""
 
+import importlib
 import os
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -9,22 +13,41 @@ from pathlib import Path
 import pytest
 
 import fastnet
-from fastnet import config
+from fastnet.backends.numba import kernel_cache
 
 STEP = ("import numpy as np, fastnet\n"
         "X = np.random.default_rng(0).integers(0, 256, (100, 784)).astype(np.uint8)\n"
         "print(fastnet.get_backend('numba').step(fastnet.Network.init(), X, np.arange(100) % 10, lr=0.1).loss)\n")
+# the same, and then Numba's own cache folder setting, which fastnet must leave as it found it
+STEP_AND_NUMBA_CACHE_DIR = STEP + "import numba\nprint(repr(numba.config.CACHE_DIR))\n"
 
 
-def test_cache_dir_fallback_order(monkeypatch, tmp_path):
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
-    assert config.numba_cache_dir() is None  # a writable install: numba's own __pycache__
-    monkeypatch.setattr(config.os, "access", lambda path, mode: str(path).startswith(str(tmp_path / "tmp")))
+def test_fallback_folder_order(monkeypatch, tmp_path):
+    monkeypatch.setattr(kernel_cache.os, "access", lambda path, mode: str(path).startswith(str(tmp_path / "tmp")))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(config.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
-    assert config.numba_cache_dir() == str(tmp_path / "tmp" / f"fastnet-numba-{os.getuid()}")
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
-    assert config.numba_cache_dir() is None  # the user's own choice wins
+    monkeypatch.setattr(kernel_cache.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    assert kernel_cache.fallback_cache_dir() == str(tmp_path / "tmp" / f"fastnet-numba-{os.getuid()}")
+    monkeypatch.setattr(kernel_cache.os, "access", lambda path, mode: True)
+    assert kernel_cache.fallback_cache_dir() == str(tmp_path / "xdg" / "fastnet" / "numba")
+
+
+def test_numbas_own_places_come_first():
+    """$NUMBA_CACHE_DIR (the user's own choice) wins, then __pycache__ beside a writable install;
+    fastnet's folder only when neither is usable."""
+    from numba.core import caching
+
+    order = [c.__mro__[1] for c in kernel_cache.KernelCache._impl_class._locator_classes]
+    numbas = caching.FunctionCache._impl_class._locator_classes
+    assert order[:3] == [numbas[0], numbas[1], kernel_cache.FallbackLocator]
+
+
+def test_importing_the_backend_changes_no_numba_setting():
+    done = subprocess.run([sys.executable, "-c", "import numba; before = dict(vars(numba.config)); "
+                           "import fastnet.backends.numba; "
+                           "print(sorted(k for k, v in vars(numba.config).items() if before.get(k, v) != v))"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) for a read-only mount")
@@ -38,13 +61,15 @@ def test_read_only_install_without_writable_home_trains_and_caches(tmp_path):
     script = (f"mount --bind {pkg} {pkg} && mount -o remount,bind,ro {pkg} || exit 77\n"
               f"touch {pkg}/probe 2>/dev/null && exit 78\n"
               f"exec {sys.executable} -c \"$STEP\"")
-    env["STEP"] = STEP
+    env["STEP"] = STEP_AND_NUMBA_CACHE_DIR
     done = subprocess.run(["unshare", "-m", "sh", "-c", script], env=env, capture_output=True, text=True,
                           timeout=600, cwd=tmp_path)  # not the checkout: it would be imported first
     if done.returncode == 77 or "Operation not permitted" in done.stderr:
         pytest.skip(f"no private read-only mount here: {done.stderr.strip()[:200]}")
     assert done.returncode == 0, done.stderr
-    assert float(done.stdout.strip()) > 0
+    loss, numba_cache_dir = done.stdout.split()
+    assert float(loss) > 0
+    assert numba_cache_dir == "''", "fastnet changed numba.config.CACHE_DIR, which the user's own kernels would inherit"
     cached = list((tmp / f"fastnet-numba-{os.getuid()}").rglob("*.nbi"))
     assert cached, "no kernels were cached in the fallback folder"
 
@@ -53,21 +78,26 @@ def test_a_change_to_any_kernel_source_invalidates_every_cached_kernel(tmp_path)
     """Numba stamps a cached kernel with its own file only; fastnet's kernels span several files."""
     from numba.core.dispatcher import Dispatcher
 
-    from fastnet.backends import _kernel_cache, _numba_first_layer, _numba_kernels, numba_backend  # noqa: F401
+    import fastnet.backends.numba as package
 
     copy = tmp_path / "fastnet"
     shutil.copytree(Path(fastnet.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    assert _kernel_cache.fingerprint(copy) == _kernel_cache.STAMP
-    for name in _kernel_cache.SOURCES:
+    assert kernel_cache.fingerprint(copy) == kernel_cache.STAMP
+    for name in kernel_cache.SOURCES:
         path = copy / name
         text = path.read_text()
         path.write_text(text + "\n# edited\n")
-        assert _kernel_cache.fingerprint(copy) != _kernel_cache.STAMP, f"an edit of {name} goes unnoticed"
+        assert kernel_cache.fingerprint(copy) != kernel_cache.STAMP, f"an edit of {name} goes unnoticed"
         path.write_text(text)
-    kernels = [k for m in (_numba_first_layer, _numba_kernels) for k in vars(m).values() if isinstance(k, Dispatcher)]
+    modules = [importlib.import_module(m.name) for m in pkgutil.iter_modules(package.__path__, package.__name__ + ".")]
+    kernels = [k for m in modules for k in vars(m).values() if isinstance(k, Dispatcher)]
     assert len(kernels) > 10
     for kernel in kernels:
-        assert kernel._cache._impl.locator.get_source_stamp() == _kernel_cache.STAMP, kernel.py_func.__name__
+        assert kernel._cache._impl.locator.get_source_stamp() == kernel_cache.STAMP, kernel.py_func.__name__
+    # every module that defines a kernel or holds what they read is stamped
+    sources = {f"backends/numba/{Path(m.__file__).name}" for m in modules
+               if any(isinstance(k, Dispatcher) and k.py_func.__module__ == m.__name__ for k in vars(m).values())}
+    assert sources <= set(kernel_cache.SOURCES)
 
 
 DAMAGES = {
@@ -81,7 +111,7 @@ def _fresh_kernel(module):
     """A dispatcher with nothing compiled in memory: its first call loads from disk or compiles."""
     import numba
 
-    from fastnet.backends._kernel_cache import KernelCache
+    from fastnet.backends.numba.kernel_cache import KernelCache
 
     kernel = numba.njit(cache=True)(module.triple)
     kernel._cache = KernelCache(module.triple)

@@ -10,10 +10,9 @@ depend on the thread count.
 Layout. The samples are read in the caller's ``order`` straight from the dataset's compressed
 sparse rows of *all* non-zero pixels (``EpochFeatures``): a sample has ~150 of 784, and per sample
 the first layer is a sum of weight rows (forward) and an update of the same rows (backward), the
-idiom of the sparse kernels in :mod:`fastnet.backends._numba_first_layer`, whose row sums it
-reuses. A batch is cut into blocks of up to BLOCK samples (``Bk``), each with its own
-feature-major activations and deltas, so the upper layers and the softmax are the full-batch
-step's own functions (:mod:`fastnet.backends._numba_kernels`).
+idiom of :mod:`.sparse_pixels`, whose row sums it reuses. A batch is cut into blocks of up to
+flags.BLOCK samples (``Bk``), each with its own feature-major activations and deltas, so the upper
+layers (:mod:`.upper_layers`) and the softmax (:mod:`.softmax`) are the full-batch pass's own.
 
 Per batch: forward and backward of every block, with the upper layers' and b1's gradients summed
 in ``grad``; then the update of those parameters; then W1's update, applied sample by sample
@@ -34,10 +33,13 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from fastnet.backends._numba_first_layer import _activate, _pass_vectors, _sum_rows_2, _sum_rows_wide
-from fastnet.backends._numba_kernels import B_OFF, N_IN, N_OUT, W_OFF, _dense_backward, _dense_forward, _softmax_xent
-from fastnet.backends._simd import at, lanes, prefetch, vbroadcast, vfma, vload, vstore
-from fastnet.config import NJIT, NJIT_SIMD
+from fastnet.backends.numba import upper_layers
+from fastnet.backends.numba.first_layer import _activate
+from fastnet.backends.numba.flags import NJIT, NJIT_SIMD
+from fastnet.backends.numba.layers import B_AT, N_IN, N_OUT, W_AT
+from fastnet.backends.numba.softmax import softmax_xent
+from fastnet.backends.numba.sparse_pixels import _sum_rows_2, _sum_rows_wide, vectors_per_pass
+from fastnet.backends.numba.vector import at, lane_count, prefetch, vbroadcast, vfma, vload, vstore
 
 PREFETCH_AHEAD = 2  # samples: far enough for their entries to arrive, near enough to stay in cache
 
@@ -56,17 +58,17 @@ class EpochFeatures(NamedTuple):
     scale: np.generic  # 1/255 for uint8 pixels, 1 for floats
 
 
-class EpochWork(NamedTuple):
-    """Scratch for one (sizes, dtype, blocks per batch), allocated once and reused."""
+class EpochBuffers(NamedTuple):
+    """Scratch for one (sizes, dtype, blocks per batch), allocated once (.workspace) and reused."""
 
-    As: np.ndarray  # (blocks, units, Bk) each block's activations, feature-major (as _chunked_pass's)
-    Dls: np.ndarray  # (blocks, units, Bk) their deltas
-    yb: np.ndarray  # (blocks, Bk) int64: each block's labels
-    vecs: np.ndarray  # (3, Bk) the softmax's scratch
-    best: np.ndarray  # (Bk,) int64: the softmax's argmax
-    z: np.ndarray  # (Hp,) one sample's first-layer sums
-    e: np.ndarray  # (Hp,) one sample's first-layer deltas, scaled (zero from H on)
-    grad: np.ndarray  # (P,) the batch's gradient sums of b1 and the upper layers (W1's region unused)
+    acts: np.ndarray  # (blocks, R + UNIT_TILE, Bk) each block's activations, feature-major (as chunks')
+    deltas: np.ndarray  # (blocks, R + UNIT_TILE, Bk) their deltas
+    labels: np.ndarray  # (blocks, Bk) int64: each block's labels
+    softmax_scratch: np.ndarray  # (3, Bk) the softmax's running max, total and exp values
+    best_class: np.ndarray  # (Bk,) int64: the softmax's argmax
+    unit_sums: np.ndarray  # (Hp,) one sample's layer-1 sums
+    unit_deltas: np.ndarray  # (Hp,) one sample's layer-1 deltas, scaled (zero from H on)
+    flat_grad: np.ndarray  # (P,) the batch's gradient sums of b1 and layers 2..L (W1's region unused)
 
 
 def epoch_features(X, dtype):
@@ -106,8 +108,8 @@ def _first_layer_sums(A, z, order, n0, nb, f, W1T, Hp, H):
     """A[h, b] = sum over the entries k of sample order[n0 + b] of val[k] * W1[h, idx[k]]
     (unscaled), for b < nb; z (Hp,) is scratch. Per sample, one pass over its entries per 2-4
     vectors of units, the sums held in registers."""
-    L = lanes(W1T)
-    V = _pass_vectors(Hp, L)
+    L = lane_count(W1T)
+    V = vectors_per_pass(Hp, L)
     last = order.shape[0] - 1
     for b in range(nb):
         _prefetch_rows(f, order[min(n0 + b + PREFETCH_AHEAD, last)])
@@ -126,8 +128,8 @@ def _first_layer_sums(A, z, order, n0, nb, f, W1T, Hp, H):
 def _first_layer_update(W1T, e, lo, hi, idx, val, Hp):
     """W1T[idx[k] * Hp + h] += e[h] * val[k] for one sample's entries [lo, hi); e holds its deltas
     times -lr / n * scale (zero from H on)."""
-    L = lanes(W1T)
-    V = _pass_vectors(Hp, L)
+    L = lane_count(W1T)
+    V = vectors_per_pass(Hp, L)
     for t in range(0, Hp, V * L):
         d0, d1 = vload(e, t), vload(e, t + L)  # this sample's deltas stay in registers
         d2 = vload(e, t + 2 * L) if V > 2 else d0
@@ -153,55 +155,55 @@ def _all_finite(a):
 
 
 @njit(**NJIT)
-def _batch(flat, W1T, Hp, f, y, order, s, n, lr, layers, work):
+def _batch(flat, W1T, Hp, f, y, order, s, n, lr, layers, buffers):
     """Batch order[s : s + n]: forward, backward, update. Returns (loss sum, number correct)."""
-    H, b0 = layers[0, N_OUT], layers[0, B_OFF]
-    Bk = work.As.shape[2]
-    grad = work.grad
-    top, total, ex = work.vecs[0], work.vecs[1], work.vecs[2]
-    grad[b0:] = 0
+    H, b0 = layers[0, N_OUT], layers[0, B_AT]
+    Bk = buffers.acts.shape[2]
+    flat_grad = buffers.flat_grad
+    top, total, ex = buffers.softmax_scratch[0], buffers.softmax_scratch[1], buffers.softmax_scratch[2]
+    flat_grad[b0:] = 0
     loss = 0.0
     correct = 0
-    for kk in range(-(-n // Bk)):
-        n0, nb = s + kk * Bk, min(Bk, n - kk * Bk)
-        A, Dl, yb = work.As[kk], work.Dls[kk], work.yb[kk]
+    for blk in range(-(-n // Bk)):
+        n0, nb = s + blk * Bk, min(Bk, n - blk * Bk)
+        acts, deltas, labels = buffers.acts[blk], buffers.deltas[blk], buffers.labels[blk]
         for b in range(nb):
-            yb[b] = y[order[n0 + b]]
-        _first_layer_sums(A, work.z, order, n0, nb, f, W1T, Hp, H)
-        _activate(A, nb, flat, layers, f.scale)
-        _dense_forward(A, nb, flat, layers)
-        block_loss, block_correct = _softmax_xent(A, nb, layers, yb, 0, work.best, top, total, ex)
+            labels[b] = y[order[n0 + b]]
+        _first_layer_sums(acts, buffers.unit_sums, order, n0, nb, f, W1T, Hp, H)
+        _activate(acts, nb, flat, layers, f.scale)
+        upper_layers.forward(acts, nb, flat, layers)
+        block_loss, block_correct = softmax_xent(acts, nb, layers, labels, 0, buffers.best_class, top, total, ex)
         loss += block_loss
         correct += block_correct
-        _dense_backward(grad, A, Dl, nb, yb, 0, flat, layers)
+        upper_layers.backward(flat_grad, deltas, acts, nb, labels, 0, flat, layers)
         for h in range(H):  # b1's gradient
-            acc = grad[b0 + h]
+            acc = flat_grad[b0 + h]
             for b in range(nb):
-                acc += Dl[h, b]
-            grad[b0 + h] = acc
+                acc += deltas[h, b]
+            flat_grad[b0 + h] = acc
     t = flat.dtype.type
     step = t(lr) * t(1 / n)
-    for p in range(b0, flat.shape[0]):  # b1 and the upper layers
-        flat[p] -= step * grad[p]
-    e = work.e
+    for p in range(b0, flat.shape[0]):  # b1 and layers 2..L
+        flat[p] -= step * flat_grad[p]
+    e = buffers.unit_deltas
     c = -step * f.scale
-    for kk in range(-(-n // Bk)):
-        n0, nb = s + kk * Bk, min(Bk, n - kk * Bk)
-        Dl = work.Dls[kk]
+    for blk in range(-(-n // Bk)):
+        n0, nb = s + blk * Bk, min(Bk, n - blk * Bk)
+        deltas = buffers.deltas[blk]
         for b in range(nb):
             sample = order[n0 + b]
             for h in range(H):
-                e[h] = Dl[h, b] * c
+                e[h] = deltas[h, b] * c
             _first_layer_update(W1T, e, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, Hp)
     return loss, correct
 
 
 @njit(**NJIT)
-def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio, layers, work, losses, accuracies,
+def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio, layers, buffers, losses, accuracies,
               checked):
     """Batches order[0:batch_size], order[batch_size:2 * batch_size], ... until the end or the
     first unsound batch. W1 is read and updated in W1T (pixel-major, filled by the caller with
-    _numba_first_layer.gather_weights) and written back into flat at the end. losses and
+    first_layer.gather_weights) and written back into flat at the end. losses and
     accuracies get one entry per batch run; a NaN first_loss means "this epoch's first batch's".
 
     The parameters are checked for NaN/inf after every batch only when ``checked``: a check of all
@@ -210,12 +212,12 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
     the end and, if one is NaN/inf, runs the epoch again from the same start, checked, to find the
     batch. Returns (batches run, RAN | BAD_LOSS | BAD_PARAMS)."""
     N = order.shape[0]
-    D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_OFF]
+    D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
     stopped = RAN
     i = 0
     for s in range(0, N, batch_size):
         n = min(batch_size, N - s)
-        loss_sum, correct = _batch(flat, W1T, Hp, f, y, order, s, n, lr, layers, work)
+        loss_sum, correct = _batch(flat, W1T, Hp, f, y, order, s, n, lr, layers, buffers)
         loss = loss_sum / n
         losses[i] = loss
         accuracies[i] = correct / n
@@ -225,7 +227,7 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
         if not (np.isfinite(loss) and loss <= max_ratio * first_loss):
             stopped = BAD_LOSS
             break
-        if checked and not (_all_finite(W1T) and _all_finite(flat[layers[0, B_OFF]:])):
+        if checked and not (_all_finite(W1T) and _all_finite(flat[layers[0, B_AT]:])):
             stopped = BAD_PARAMS
             break
     for h in range(H):

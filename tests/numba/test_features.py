@@ -1,21 +1,21 @@
-"""The numba backend's prepared features: pixels split once per dataset into dense ones (stored as
-they are, block by block) and sparse ones (non-zero entries, row by row). Together they must hold
-every pixel of X exactly once."""
+"""The numba backend's prepared features (fastnet.backends.numba.features): pixels split once per
+dataset into dense ones (stored as they are, block by block) and sparse ones (non-zero entries, row
+by row). Together they must hold every pixel of X exactly once."""
 
 import numpy as np
 import pytest
 
-from fastnet import config
-from fastnet.backends.numba_backend import kernel_features, subset_features
+from fastnet.backends.numba import flags
+from fastnet.backends.numba.features import prepare_features, subset_features
 from tests.helpers import random_problem
 
 
 def decode(f, D):
     """X (N, D) as float64, rebuilt from its features."""
-    N = len(f.ptr) - 1
+    N = f.n_samples
     X = np.zeros((N, D))
     blocks, P, B = f.dense.shape
-    X[:, f.pixels] = f.dense.transpose(0, 2, 1).reshape(blocks * B, P)[:N]
+    X[:, f.dense_pixels] = f.dense.transpose(0, 2, 1).reshape(blocks * B, P)[:N]
     X[np.repeat(np.arange(N), np.diff(f.ptr)), f.idx] = f.val
     return X
 
@@ -34,27 +34,27 @@ CASES = {  # name: (N, D, kind, all-zero images)
 def test_features_hold_every_pixel_exactly_once(case, dtype):
     N, D, kind, zeros = CASES[case]
     X, _ = random_problem(N, (D, 1), seed=N, kind=kind, zero_rows=zeros)
-    f = kernel_features(X, np.dtype(dtype))
+    f = prepare_features(X, np.dtype(dtype))
     density = (X != 0).mean(axis=0)
-    np.testing.assert_array_equal(f.pixels, np.flatnonzero(density >= config.DENSE_PIXEL_FRACTION))
-    assert not np.isin(f.idx, f.pixels).any(), "a dense pixel also stored sparsely"
+    np.testing.assert_array_equal(f.dense_pixels, np.flatnonzero(density >= flags.DENSE_PIXEL_FRACTION))
+    assert not np.isin(f.idx, f.dense_pixels).any(), "a dense pixel also stored sparsely"
     assert (f.val != 0).all(), "a zero stored sparsely"
-    assert f.dense.shape == (-(-N // config.BLOCK), len(f.pixels), config.BLOCK)
+    assert f.dense.shape == (-(-N // flags.BLOCK), len(f.dense_pixels), flags.BLOCK)
     assert f.dense.dtype == f.val.dtype == (np.uint8 if kind != "float" else dtype)
     np.testing.assert_array_equal(decode(f, D), X.astype(dtype) if kind == "float" else X)
 
 
 def test_mnist_like_data_has_both_kinds_of_pixel():
     X, _ = random_problem(300, (57, 1), seed=0, kind="mixed")
-    f = kernel_features(X, np.dtype(np.float32))
-    assert len(f.pixels) == 57 // 3 and len(f.pixels) % 2 == 1  # an odd count: a lone last pixel too
+    f = prepare_features(X, np.dtype(np.float32))
+    assert len(f.dense_pixels) == 57 // 3 and len(f.dense_pixels) % 2 == 1  # an odd count: a lone last pixel too
     assert len(f.idx) > 0
 
 
 def test_a_subset_holds_its_rows():
     X, _ = random_problem(300, (57, 1), seed=1, kind="mixed")
-    f = kernel_features(X, np.dtype(np.float64))
+    f = prepare_features(X, np.dtype(np.float64))
     rows = np.random.default_rng(2).permutation(300)[:77]
     sub = subset_features(f, rows)
-    np.testing.assert_array_equal(sub.pixels, f.pixels)
+    np.testing.assert_array_equal(sub.dense_pixels, f.dense_pixels)
     np.testing.assert_array_equal(decode(sub, 57), X[rows])

@@ -1,0 +1,40 @@
+"""The ``numba`` backend: the reference's mathematics as fused, parallel ``@njit`` kernels.
+
+Shape letters: N samples, D inputs, H layer-1 units, K classes (as in fastnet.network); and, in
+this package, P parameters, B samples per block, C chunks, **Hp** H padded to whole vectors.
+
+One training step, module by module (``backend.step(net, X, y, lr=0.1)``):
+
+1. :mod:`.backend` -- ``NumbaBackend._step``: the arguments were checked by
+   fastnet.backends.base; the pixels are prepared once per dataset by :mod:`.features` (dense
+   pixels block by block, sparse pixels as compressed rows), the buffers once per network shape
+   by :mod:`.workspace` (where ``Hp`` and every layout invariant the kernels rely on are set and
+   asserted). Layer 1's weights are copied pixel-major (``first_layer.gather_weights``).
+2. :mod:`.chunks` -- ``chunked_pass``: the blocks are split into C fixed chunks (:mod:`.flags`),
+   run in parallel. Per block of B samples:
+
+   - :mod:`.first_layer` ``forward``: layer 1 = :mod:`.dense_pixels` (a small matrix product over
+     the often non-zero pixels) + :mod:`.sparse_pixels` (each sample's non-zero rest), scaled,
+     plus bias, ReLU;
+   - :mod:`.upper_layers` ``forward``: layers 2..L, feature-major over the block's samples;
+   - :mod:`.softmax` ``softmax_xent``: probabilities, the loss and the correct predictions;
+   - :mod:`.upper_layers` ``backward``: gradients of layers L..2, every bias gradient summed
+     there (layer 2's included), and the deltas of layer 1;
+   - :mod:`.first_layer` ``backward``: W1's gradient (dense and sparse pixels) and b1's.
+
+   Each chunk adds into its own buffers only (``Buffers.flat_grads``, ``w1t_grads``), so no
+   thread races another.
+3. :mod:`.chunks` -- ``reduce_gradients`` sums the chunks' buffers in chunk order (bit-identical
+   for any thread count) into the mean gradient, W1's back in its (H, D) layout; ``update``
+   applies it. The loss and accuracy come back from the same pass.
+
+The layers are found through the layer table (:mod:`.layers`); the hand-vectorised kernels use
+the 256-bit vectors of :mod:`.vector`; every kernel's compile options come from :mod:`.flags` and
+its compiled code is cached on disk by :mod:`.kernel_cache`. The upper-layer and softmax block
+functions are written to be called by any pass over the data, a fused mini-batch epoch included
+(its place: ``epoch.py``, beside :mod:`.chunks`).
+"""
+
+from fastnet.backends.numba.backend import BACKEND, NumbaBackend
+
+__all__ = ["BACKEND", "NumbaBackend"]

@@ -1,0 +1,145 @@
+"""The ``numba`` backend: the :class:`fastnet.Backend` the registry hands out, and the only part of
+the package user calls reach. It validates nothing itself (fastnet.backends.base did), prepares the
+features once per dataset (.features), keeps buffers per network shape (.workspace) and runs the
+kernels: one parallel pass over the chunks (.chunks), the chunk sums reduced, the update applied;
+or, for mini-batch SGD, a whole epoch in one call (.epoch).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numba
+import numpy as np
+
+from fastnet.backends.base import Backend, EpochResult, StepResult
+from fastnet.backends.numba import chunks, dense_pixels, epoch, first_layer, flags, kernel_cache, softmax, sparse_pixels
+from fastnet.backends.numba import upper_layers
+from fastnet.backends.numba.epoch import epoch_features, subset_epoch_features
+from fastnet.backends.numba.features import prepare_features, subset_features
+from fastnet.backends.numba.workspace import Workspace
+from fastnet.network import unflatten
+
+kernel_cache.use_for(dense_pixels, sparse_pixels, first_layer, upper_layers, softmax, chunks, epoch)
+_STOPPED = {epoch.RAN: None, epoch.BAD_LOSS: "loss", epoch.BAD_PARAMS: "params"}
+
+# One parallel kernel at a time in this process: Numba's workqueue threading layer aborts the
+# process when two threads launch parallel kernels at once, and on the others two launches only
+# fight over the same cores.
+_PARALLEL = threading.Lock()
+
+
+class NumbaBackend(Backend):
+    name = "numba"
+
+    def __init__(self):
+        self._local = threading.local()  # workspaces per thread: concurrent calls never share buffers
+
+    def set_threads(self, n):
+        limit = numba.config.NUMBA_NUM_THREADS
+        if not 1 <= int(n) <= limit:
+            raise ValueError(f"threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {n}")
+        numba.set_num_threads(int(n))
+
+    def first_run_note(self, net):
+        return f"compiling the numba kernels for {net.dtype.name} (first run only; cached after)"
+
+    def _workspace(self, net):
+        spaces = self._local.__dict__.setdefault("spaces", {})
+        key = (net.sizes, net.dtype.name, flags.BLOCK)
+        if key not in spaces:
+            spaces[key] = Workspace(net.sizes, net.dtype)
+        return spaces[key]
+
+    def _features(self, net, data, labels):
+        """The prepared features of ``data`` and the labels as int64, -1 for "none" (forward only)."""
+        features = data.prepared(("numba", net.dtype.name, flags.BLOCK),
+                                 lambda X: prepare_features(X, net.dtype), take=subset_features)
+        if labels is None:
+            labels = np.full(features.n_samples, -1, np.int64)
+        return features, labels
+
+    def _pass(self, net, features, y, ws, backward, probs=None):
+        """One pass over the data; the StepResult. With ``backward``, leaves the chunks' gradient
+        sums in the workspace for :meth:`_reduce`."""
+        n = features.n_samples
+        C = flags.n_chunks(n)
+        buffers = ws.for_pass(len(features.dense_pixels))
+        first_layer.gather_weights(buffers.W1T, buffers.Hp, net.flat, buffers.layers)
+        with _PARALLEL:
+            chunks.chunked_pass(buffers, ws.no_probs if probs is None else probs, features.for_kernels(),
+                                net.flat, y, C, backward)
+        stats = buffers.stats[:C]
+        return StepResult(float(stats[:, 0].sum() / n), float(stats[:, 1].sum() / n))
+
+    def _reduce(self, mean_grad, ws, net, features):
+        """mean_grad = the gradient of the mean loss, from the chunk sums of the last pass."""
+        n = features.n_samples
+        C = flags.n_chunks(n)
+        b = ws.buffers
+        with _PARALLEL:
+            chunks.reduce_gradients(mean_grad, b.flat_grads[:C], b.w1t_grads[:C], net.dtype.type(1 / n), b.layers)
+
+    def _forward(self, net, data):
+        features, y = self._features(net, data, None)
+        probs = np.empty((len(y), net.sizes[-1]), net.dtype)
+        self._pass(net, features, y, self._workspace(net), backward=False, probs=probs)
+        return probs
+
+    def _evaluate(self, net, data, labels):
+        features, y = self._features(net, data, labels)
+        return self._pass(net, features, y, self._workspace(net), backward=False)
+
+    def _gradients(self, net, data, labels):
+        features, y = self._features(net, data, labels)
+        ws = self._workspace(net)
+        self._pass(net, features, y, ws, backward=True)
+        mean_grad = np.empty_like(net.flat)
+        self._reduce(mean_grad, ws, net, features)
+        return unflatten(mean_grad, net.sizes)
+
+    def _update(self, net, flat_grads, lr):
+        chunks.update(net.flat, flat_grads, net.dtype.type(lr))
+
+    def _step(self, net, data, labels, lr):
+        features, y = self._features(net, data, labels)
+        ws = self._workspace(net)
+        result = self._pass(net, features, y, ws, backward=True)
+        self._reduce(ws.mean_grad, ws, net, features)
+        chunks.update(net.flat, ws.mean_grad, net.dtype.type(lr))
+        return result
+
+    def _epoch(self, net, data, lr, batch_size, order, first_loss, max_ratio):
+        """Mini-batch SGD in one compiled call (.epoch); batches above flags.FUSED_EPOCH_MAX_BATCH
+        are stepped one by one with the parallel full-batch pass."""
+        if batch_size > flags.FUSED_EPOCH_MAX_BATCH:
+            return super()._epoch(net, data, lr, batch_size, order, first_loss, max_ratio)
+        start = net.flat.copy()
+        result = self._fused_epoch(net, data, lr, batch_size, order, first_loss, max_ratio, checked=False)
+        if not np.all(np.isfinite(net.flat)):  # find the update that overflowed, then undo it
+            net.flat[:] = start
+            result = self._fused_epoch(net, data, lr, batch_size, order, first_loss, max_ratio, checked=True)
+            net.flat[:] = start  # as the generic epoch: the parameters before the unsound update
+            sound = len(result.losses) - 1
+            if sound:
+                self._fused_epoch(net, data, lr, batch_size, order[:sound * batch_size], None, math.inf, checked=False)
+        return result
+
+    def _fused_epoch(self, net, data, lr, batch_size, order, first_loss, max_ratio, checked):
+        dtype = net.dtype
+        features = data.prepared(("numba-epoch", dtype.name), lambda X: epoch_features(X, dtype),
+                                 take=subset_epoch_features)
+        ws = self._workspace(net)
+        buffers = ws.for_epoch(-(-min(batch_size, len(order)) // flags.BLOCK))
+        b = ws.buffers
+        first_layer.gather_weights(b.W1T, b.Hp, net.flat, b.layers)
+        batches = -(-len(order) // batch_size)
+        losses, accuracies = np.empty(batches), np.empty(batches)
+        ran, stopped = epoch.run_epoch(net.flat, b.W1T, b.Hp, features, data.y, order, batch_size, lr,
+                                       math.nan if first_loss is None else float(first_loss), float(max_ratio),
+                                       b.layers, buffers, losses, accuracies, checked)
+        return EpochResult(losses[:ran], accuracies[:ran], _STOPPED[stopped])
+
+
+BACKEND = NumbaBackend()

@@ -1,0 +1,127 @@
+"""Layer 1 on the dense pixels (the often non-zero ones, see .features): a small matrix product per
+block, vectorised over the block's samples by hand (.vector).
+
+Layout read: ``dense[base + j * B + b]`` is dense pixel ``dense_pixels[j]`` of the block's sample b
+(``base`` = block index * P * B), P dense pixels, B samples per block. No index is read and no
+padding unit is computed: units are taken UNIT_TILE at a time, up to tiled_units(H).
+
+Forward: one vector of samples' values of a pixel times a broadcast weight, into register tiles of
+UNIT_TILE units x 2 vectors of samples. Backward: tiles of 2 pixels x UNIT_TILE units, each summed
+over the block's samples lane by lane into ``lane_sums`` (per thread), whose lanes are added up
+once per chunk by :func:`fold_lane_sums`.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from fastnet.backends.numba.flags import NJIT, NJIT_SIMD
+from fastnet.backends.numba.vector import at, lane_count, vadd, vbroadcast, vfma, vload, vload_as, vstore, vzero
+
+UNIT_TILE = 5  # units per register tile: 2 x 5 vector accumulators (+ 2 inputs) fit in 16 ymm registers
+
+
+@njit(**NJIT)
+def tiled_units(H):
+    """H rounded up to whole UNIT_TILEs: the units these kernels compute (those from H on are
+    discarded, see .workspace for the slack this needs)."""
+    return -(-H // UNIT_TILE) * UNIT_TILE
+
+
+@njit(**NJIT)
+def lane_sums_size(n_dense_pixels, H, lanes):
+    """How many entries a chunk's lane sums take (see :func:`backward`)."""
+    return n_dense_pixels * tiled_units(H) * lanes
+
+
+@njit(**NJIT_SIMD)
+def forward(acts, nb, dense, base, dense_pixels, W1T, Hp, H):
+    """acts[h, b] = sum over dense pixels j of x_b[dense_pixels[j]] * W1[h, dense_pixels[j]]
+    (unscaled), for the units below tiled_units(H) and the samples below nb rounded up to 2 vectors."""
+    lanes = lane_count(W1T)
+    B = acts.shape[1]
+    for g in range(0, nb, 2 * lanes):
+        for h0 in range(0, H, UNIT_TILE):
+            a0 = a1 = a2 = a3 = a4 = c0 = c1 = c2 = c3 = c4 = vzero(W1T)  # a: samples g.., c: g + lanes..
+            for j in range(dense_pixels.shape[0]):
+                x = vload_as(W1T, dense, base + j * B + g)
+                u = vload_as(W1T, dense, base + j * B + g + lanes)
+                w = at(dense_pixels, j) * Hp + h0
+                v = vbroadcast(W1T, at(W1T, w))
+                a0, c0 = vfma(x, v, a0), vfma(u, v, c0)
+                v = vbroadcast(W1T, at(W1T, w + 1))
+                a1, c1 = vfma(x, v, a1), vfma(u, v, c1)
+                v = vbroadcast(W1T, at(W1T, w + 2))
+                a2, c2 = vfma(x, v, a2), vfma(u, v, c2)
+                v = vbroadcast(W1T, at(W1T, w + 3))
+                a3, c3 = vfma(x, v, a3), vfma(u, v, c3)
+                v = vbroadcast(W1T, at(W1T, w + 4))
+                a4, c4 = vfma(x, v, a4), vfma(u, v, c4)
+            vstore(acts[h0], g, a0)
+            vstore(acts[h0], g + lanes, c0)
+            vstore(acts[h0 + 1], g, a1)
+            vstore(acts[h0 + 1], g + lanes, c1)
+            vstore(acts[h0 + 2], g, a2)
+            vstore(acts[h0 + 2], g + lanes, c2)
+            vstore(acts[h0 + 3], g, a3)
+            vstore(acts[h0 + 3], g + lanes, c3)
+            vstore(acts[h0 + 4], g, a4)
+            vstore(acts[h0 + 4], g + lanes, c4)
+
+
+@njit(**NJIT_SIMD)
+def _add_tile(lane_sums, i, v0, v1, v2, v3, v4):
+    """lane_sums[i + t * lanes : ... + lanes] += vt for the UNIT_TILE vectors of a tile."""
+    lanes = lane_count(lane_sums)
+    vstore(lane_sums, i, vadd(vload(lane_sums, i), v0))
+    vstore(lane_sums, i + lanes, vadd(vload(lane_sums, i + lanes), v1))
+    vstore(lane_sums, i + 2 * lanes, vadd(vload(lane_sums, i + 2 * lanes), v2))
+    vstore(lane_sums, i + 3 * lanes, vadd(vload(lane_sums, i + 3 * lanes), v3))
+    vstore(lane_sums, i + 4 * lanes, vadd(vload(lane_sums, i + 4 * lanes), v4))
+
+
+@njit(**NJIT_SIMD)
+def backward(lane_sums, nb, dense, base, P, deltas, H):
+    """lane_sums[(j * Ht + h) * lanes + l] += lane l of the block's sum of x_b[dense_pixels[j]] *
+    deltas[h, b] (unscaled; Ht = tiled_units(H)). The deltas' columns from nb to the next whole
+    vector must be zero (first_layer.backward zeroes them)."""
+    lanes = lane_count(lane_sums)
+    B = deltas.shape[1]
+    Ht = tiled_units(H)
+    for j in range(0, P, 2):
+        two = j + 1 < P
+        q = j + 1 if two else j  # a lone last pixel is summed twice and kept once
+        for h0 in range(0, H, UNIT_TILE):
+            a0 = a1 = a2 = a3 = a4 = c0 = c1 = c2 = c3 = c4 = vzero(lane_sums)  # a: pixel j, c: pixel q
+            d0, d1, d2, d3, d4 = deltas[h0], deltas[h0 + 1], deltas[h0 + 2], deltas[h0 + 3], deltas[h0 + 4]
+            for g in range(0, nb, lanes):
+                x = vload_as(lane_sums, dense, base + j * B + g)
+                u = vload_as(lane_sums, dense, base + q * B + g)
+                v = vload(d0, g)
+                a0, c0 = vfma(x, v, a0), vfma(u, v, c0)
+                v = vload(d1, g)
+                a1, c1 = vfma(x, v, a1), vfma(u, v, c1)
+                v = vload(d2, g)
+                a2, c2 = vfma(x, v, a2), vfma(u, v, c2)
+                v = vload(d3, g)
+                a3, c3 = vfma(x, v, a3), vfma(u, v, c3)
+                v = vload(d4, g)
+                a4, c4 = vfma(x, v, a4), vfma(u, v, c4)
+            _add_tile(lane_sums, (j * Ht + h0) * lanes, a0, a1, a2, a3, a4)
+            if two:
+                _add_tile(lane_sums, (q * Ht + h0) * lanes, c0, c1, c2, c3, c4)
+
+
+@njit(**NJIT)
+def fold_lane_sums(w1t_grad, Hp, lane_sums, dense_pixels, H, scale):
+    """w1t_grad[dense_pixels[j] * Hp + h] = scale * (the sum of the lanes for (j, h)): the dense
+    pixels' rows of a chunk's pixel-major W1 gradient (sparse entries never touch those rows)."""
+    lanes = lane_count(lane_sums)
+    Ht = tiled_units(H)
+    for j in range(dense_pixels.shape[0]):
+        for h in range(H):
+            i = (j * Ht + h) * lanes
+            s = lane_sums[i]
+            for lane in range(1, lanes):
+                s += lane_sums[i + lane]
+            w1t_grad[at(dense_pixels, j) * Hp + h] = s * scale

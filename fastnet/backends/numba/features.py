@@ -1,0 +1,79 @@
+"""The prepared features: a dataset's pixels split once (per dataset and dtype) into dense and
+sparse pixels, in the layouts the layer-1 kernels read.
+
+- **Dense pixels**, non-zero in at least flags.DENSE_PIXEL_FRACTION of the samples (on MNIST the
+  ~200 central ones), stored as they are, block by block: ``dense[blk, j, b]`` is dense pixel
+  ``dense_pixels[j]`` of sample blk * B + b, zero past the last sample (read by .dense_pixels).
+- **Sparse pixels**, the rest, as compressed sparse rows: sample n's non-zero ones are
+  ``idx[ptr[n]:ptr[n + 1]]``, in pixel order, with values ``val[...]`` (read by .sparse_pixels).
+
+uint8 pixels stay uint8 (``scale`` = 1/255 is applied to the sums), float pixels keep the
+network's dtype (``scale`` = 1): every pixel of X is held exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from fastnet.backends.numba import flags
+
+
+class Features(NamedTuple):
+    """A dataset as the kernels read it (the kernels take it with ``dense`` flattened)."""
+
+    dense: np.ndarray  # (blocks, P, B) values of the P dense pixels, block by block
+    dense_pixels: np.ndarray  # (P,) int64: which pixels are dense
+    ptr: np.ndarray  # (N + 1,) int64: sample n's sparse entries are [ptr[n], ptr[n + 1])
+    idx: np.ndarray  # (nnz,) pixel of each entry: uint16 (int32 if D > 65,536)
+    val: np.ndarray  # (nnz,) its value: uint8 stays uint8, or floats of the network's dtype
+    scale: np.generic  # 1/255 for uint8 pixels, 1 for floats, in the network's dtype
+
+    @property
+    def n_samples(self):
+        return len(self.ptr) - 1
+
+    def for_kernels(self):
+        """These features with ``dense`` as one flat array (the layer-1 kernels index it by hand)."""
+        return self._replace(dense=self.dense.reshape(-1))
+
+
+def _blocked(values, dtype):
+    """(N, P) values -> (blocks, P, B), zero past the last sample."""
+    B = flags.BLOCK
+    blocks = -(-len(values) // B)
+    padded = np.zeros((blocks * B, values.shape[1]), dtype)
+    padded[:len(values)] = values
+    return np.ascontiguousarray(padded.reshape(blocks, B, values.shape[1]).transpose(0, 2, 1))
+
+
+def prepare_features(X, dtype):
+    """Features of validated pixels X (N, D) for a network of this dtype: pixels non-zero in at
+    least flags.DENSE_PIXEL_FRACTION of the samples as they are, the others' non-zero entries row
+    by row."""
+    N, D = X.shape
+    values_dtype = np.uint8 if X.dtype == np.uint8 else dtype
+    nonzero = X != 0
+    is_dense = nonzero.sum(axis=0) >= flags.DENSE_PIXEL_FRACTION * N
+    dense_pixels = np.flatnonzero(is_dense).astype(np.int64)
+    dense = _blocked(X[:, dense_pixels], values_dtype)
+    nonzero[:, is_dense] = False
+    ptr = np.zeros(N + 1, np.int64)
+    np.cumsum(nonzero.sum(axis=1), out=ptr[1:])
+    columns = np.arange(D, dtype=np.uint16 if D <= 1 << 16 else np.int32)
+    idx = np.broadcast_to(columns, X.shape)[nonzero]  # row-major: sample by sample, pixels in order
+    scale = dtype.type(1 / 255 if X.dtype == np.uint8 else 1)
+    return Features(dense, dense_pixels, ptr, idx, X[nonzero].astype(values_dtype, copy=False), scale)
+
+
+def subset_features(f, rows):
+    """Features of the rows ``rows`` of already prepared features (a mini-batch): their values are
+    copied, no new pass over the pixels; the dense pixels stay those of the whole dataset."""
+    B = f.dense.shape[2]
+    dense = _blocked(f.dense[rows // B, :, rows % B], f.dense.dtype)
+    starts, counts = f.ptr[rows], f.ptr[rows + 1] - f.ptr[rows]
+    ptr = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    take = np.repeat(starts - ptr[:-1], counts) + np.arange(ptr[-1])
+    return Features(dense, f.dense_pixels, ptr, f.idx[take], f.val[take], f.scale)

@@ -1,0 +1,76 @@
+"""Layer 1, the only layer that touches the pixels and most of a step's work: its weights
+gathered pixel-major, and its forward and backward pass over one block of samples.
+
+The pixels of a block are split (see .features) between :mod:`.dense_pixels` and
+:mod:`.sparse_pixels`; this module adds up their parts, applies the 1/255 scale, the bias and the
+ReLU, and sums layer 1's bias gradient. uint8 pixels stay uint8 in both parts; the scale is applied
+to the sums. Each sample's values are read from memory once per step: forward, then, once its
+block's deltas are known, backward from cache.
+
+Activations and deltas are feature-major, ``acts[h, b]`` and ``deltas[h, b]``, like the upper
+layers' (.upper_layers); layer 1's units are their first H rows.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from fastnet.backends.numba import dense_pixels, sparse_pixels
+from fastnet.backends.numba.dense_pixels import tiled_units
+from fastnet.backends.numba.flags import NJIT
+from fastnet.backends.numba.layers import B_AT, N_IN, N_OUT, W_AT
+from fastnet.backends.numba.vector import lane_count
+
+
+@njit(**NJIT)
+def gather_weights(W1T, Hp, flat, layers):
+    """W1T[d * Hp + h] = W1[h, d]: layer 1's weights pixel-major (padding units stay 0)."""
+    D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
+    for d in range(D):
+        for h in range(H):
+            W1T[d * Hp + h] = flat[w0 + h * D + d]
+
+
+@njit(**NJIT)
+def _activate(acts, nb, flat, layers, scale):
+    """acts[h, b] = relu(scale * acts[h, b] + b1[h]) for the block's samples (loops over samples
+    vectorise)."""
+    H, b0 = layers[0, N_OUT], layers[0, B_AT]
+    for h in range(H):
+        a, bias = acts[h], flat[b0 + h]
+        for b in range(nb):
+            s = a[b] * scale + bias
+            a[b] = s if s > 0 else 0 * s  # ReLU; 0 * s keeps the dtype (and a NaN stays NaN)
+
+
+@njit(**NJIT)
+def forward(acts, unit_sums, blk, nb, features, W1T, Hp, flat, layers):
+    """acts[:H, :nb] = layer 1's activations of block ``blk`` (samples blk * B ...); unit_sums
+    (Hp,) is scratch."""
+    H = layers[0, N_OUT]
+    B = acts.shape[1]
+    dense_pixels.forward(acts, nb, features.dense, blk * features.dense_pixels.shape[0] * B,
+                         features.dense_pixels, W1T, Hp, H)
+    sparse_pixels.forward(acts, unit_sums, blk * B, nb, features.ptr, features.idx, features.val, W1T, Hp, H)
+    _activate(acts, nb, flat, layers, features.scale)
+
+
+@njit(**NJIT)
+def backward(flat_grad, w1t_grad, lane_sums, unit_deltas, blk, nb, deltas, features, Hp, layers):
+    """Block ``blk``'s layer-1 gradients from its deltas[:H, :nb]: W1's into lane_sums (dense
+    pixels, see .dense_pixels) and w1t_grad (sparse pixels), b1's into flat_grad."""
+    H, b0 = layers[0, N_OUT], layers[0, B_AT]
+    B = deltas.shape[1]
+    lanes = lane_count(lane_sums)
+    for h in range(tiled_units(H)):  # past the last sample (a last, partial block): no delta
+        for b in range(nb, min(-(-nb // lanes) * lanes, B)):
+            deltas[h, b] = 0
+    P = features.dense_pixels.shape[0]
+    dense_pixels.backward(lane_sums, nb, features.dense, blk * P * B, P, deltas, H)
+    sparse_pixels.backward(w1t_grad, unit_deltas, blk * B, nb, deltas, features.ptr, features.idx, features.val,
+                           Hp, H, features.scale)
+    for h in range(H):  # b1's gradient
+        s = flat_grad[b0 + h]
+        for b in range(nb):
+            s += deltas[h, b]
+        flat_grad[b0 + h] = s

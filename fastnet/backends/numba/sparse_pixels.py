@@ -1,0 +1,128 @@
+"""Layer 1 on the sparse pixels (the rarely non-zero ones, see .features): per sample, only its
+non-zero entries, vectorised over the units by hand (.vector).
+
+Layout read: compressed sparse rows; sample n's entries are ``idx[ptr[n]:ptr[n + 1]]`` (pixels)
+with values ``val[...]``. The weights are pixel-major, ``W1T[d * Hp + h]``, a pixel's Hp units
+(H padded, see .workspace) one whole number of vectors. Forward: each non-zero pixel's weight row
+is added into the sample's unit sums, held in registers. Backward: the sample's deltas, held in
+registers, times each non-zero value are added into that pixel's row of the W1 gradient.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from fastnet.backends.numba.flags import NJIT_SIMD
+from fastnet.backends.numba.vector import at, lane_count, vadd, vbroadcast, vfma, vload, vload4, vsplat, vstore, vzero
+
+
+@njit(**NJIT_SIMD)
+def vectors_per_pass(Hp, lanes):
+    """How many vectors of units one pass over a sample's entries handles: all of them up to
+    three, else four (Hp is then a multiple of four vectors: asserted in .workspace)."""
+    return min(Hp // lanes, 4)
+
+
+@njit(**NJIT_SIMD)
+def _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp):
+    """z[t : t + 2 lanes] = sum over entries k in [lo, hi) of val[k] * W1T[idx[k] * Hp + t : ...].
+
+    Entries are taken four at a time into four independent pairs of sums: an FMA takes 4 cycles,
+    and a single chain of sums would wait on each one.
+    """
+    lanes = lane_count(W1T)
+    s0 = s1 = s2 = s3 = u0 = u1 = u2 = u3 = vzero(W1T)  # s: units t.., u: units t + lanes..
+    k = lo
+    while k + 4 <= hi:
+        p0, p1 = at(idx, k) * Hp + t, at(idx, k + 1) * Hp + t
+        p2, p3 = at(idx, k + 2) * Hp + t, at(idx, k + 3) * Hp + t
+        x = vload4(W1T, val, k)  # four pixel values, converted at once
+        v = vsplat(x, 0)
+        s0, u0 = vfma(vload(W1T, p0), v, s0), vfma(vload(W1T, p0 + lanes), v, u0)
+        v = vsplat(x, 1)
+        s1, u1 = vfma(vload(W1T, p1), v, s1), vfma(vload(W1T, p1 + lanes), v, u1)
+        v = vsplat(x, 2)
+        s2, u2 = vfma(vload(W1T, p2), v, s2), vfma(vload(W1T, p2 + lanes), v, u2)
+        v = vsplat(x, 3)
+        s3, u3 = vfma(vload(W1T, p3), v, s3), vfma(vload(W1T, p3 + lanes), v, u3)
+        k += 4
+    while k < hi:
+        p0 = at(idx, k) * Hp + t
+        v = vbroadcast(W1T, at(val, k))
+        s0, u0 = vfma(vload(W1T, p0), v, s0), vfma(vload(W1T, p0 + lanes), v, u0)
+        k += 1
+    vstore(z, t, vadd(vadd(s0, s1), vadd(s2, s3)))
+    vstore(z, t + lanes, vadd(vadd(u0, u1), vadd(u2, u3)))
+
+
+@njit(**NJIT_SIMD)
+def _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp):
+    """As _sum_rows_2 for V = 3 or 4 vectors of units: two entries at a time (2V sums in registers
+    already hide the FMA latency)."""
+    lanes = lane_count(W1T)
+    a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = vzero(W1T)  # a: entry k, c: entry k + 1
+    k = lo
+    while k < hi:
+        p = at(idx, k) * Hp + t
+        v = vbroadcast(W1T, at(val, k))
+        second = k + 1 < hi
+        q = at(idx, k + 1) * Hp + t if second else p
+        w = vbroadcast(W1T, at(val, k + 1) if second else 0)  # a lone last entry adds 0 * row
+        a0, c0 = vfma(vload(W1T, p), v, a0), vfma(vload(W1T, q), w, c0)
+        a1, c1 = vfma(vload(W1T, p + lanes), v, a1), vfma(vload(W1T, q + lanes), w, c1)
+        a2, c2 = vfma(vload(W1T, p + 2 * lanes), v, a2), vfma(vload(W1T, q + 2 * lanes), w, c2)
+        if V > 3:
+            a3, c3 = vfma(vload(W1T, p + 3 * lanes), v, a3), vfma(vload(W1T, q + 3 * lanes), w, c3)
+        k += 2
+    vstore(z, t, vadd(a0, c0))
+    vstore(z, t + lanes, vadd(a1, c1))
+    vstore(z, t + 2 * lanes, vadd(a2, c2))
+    if V > 3:
+        vstore(z, t + 3 * lanes, vadd(a3, c3))
+
+
+@njit(**NJIT_SIMD)
+def forward(acts, z, n0, nb, ptr, idx, val, W1T, Hp, H):
+    """acts[h, b] += sum over sample n0 + b's sparse non-zero pixels d of x[d] * W1[h, d]
+    (unscaled): per sample, one pass over its entries per V vectors of units, the sums held in
+    registers. z (Hp,) is scratch."""
+    lanes = lane_count(W1T)
+    V = vectors_per_pass(Hp, lanes)
+    for b in range(nb):
+        lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
+        if lo == hi:
+            continue
+        for t in range(0, Hp, V * lanes):
+            if V == 2:
+                _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp)
+            else:
+                _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp)
+        for h in range(H):
+            acts[h, b] += z[h]
+
+
+@njit(**NJIT_SIMD)
+def backward(w1t_grad, e, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
+    """w1t_grad[d * Hp + h] += scale * sum_b deltas[h, b] * x_b[d] over each sample's sparse
+    non-zero pixels. e (Hp,) is scratch whose entries from H on are zero."""
+    lanes = lane_count(w1t_grad)
+    V = vectors_per_pass(Hp, lanes)
+    for b in range(nb):
+        lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
+        if lo == hi:
+            continue
+        for h in range(H):
+            e[h] = deltas[h, b] * scale
+        for t in range(0, Hp, V * lanes):
+            d0, d1 = vload(e, t), vload(e, t + lanes)  # this sample's deltas stay in registers
+            d2 = vload(e, t + 2 * lanes) if V > 2 else d0
+            d3 = vload(e, t + 3 * lanes) if V > 3 else d0
+            for k in range(lo, hi):
+                p = at(idx, k) * Hp + t
+                v = vbroadcast(w1t_grad, at(val, k))
+                vstore(w1t_grad, p, vfma(d0, v, vload(w1t_grad, p)))
+                vstore(w1t_grad, p + lanes, vfma(d1, v, vload(w1t_grad, p + lanes)))
+                if V > 2:
+                    vstore(w1t_grad, p + 2 * lanes, vfma(d2, v, vload(w1t_grad, p + 2 * lanes)))
+                if V > 3:
+                    vstore(w1t_grad, p + 3 * lanes, vfma(d3, v, vload(w1t_grad, p + 3 * lanes)))

@@ -1,0 +1,120 @@
+"""The buffers the kernels work in, allocated once per (layer sizes, dtype) and reused by every
+call; and the layout invariants the kernels rely on, asserted here where the layout is built.
+
+Shape letters as in the package docstring (C is flags.N_CHUNKS here, B flags.BLOCK; Hp is set by
+:func:`padded_units`), and R rows of a block's activations (every layer's units stacked, see
+.layers), T threads (numba.config.NUMBA_NUM_THREADS).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from fastnet.backends.numba import flags
+from fastnet.backends.numba.dense_pixels import UNIT_TILE, lane_sums_size, tiled_units
+from fastnet.backends.numba.epoch import EpochBuffers
+from fastnet.backends.numba.layers import N_OUT, layer_table, n_activations
+from fastnet.backends.numba.vector import dtype_lane_count
+from fastnet.network import n_params
+
+
+class Buffers(NamedTuple):
+    """What chunks.chunked_pass reads and writes besides the features, labels and parameters."""
+
+    layers: np.ndarray  # (layers, COLUMNS) int64: the layer table (.layers)
+    Hp: int  # layer 1's units padded to whole vectors
+    W1T: np.ndarray  # (D * Hp + UNIT_TILE,) layer 1's weights pixel-major: W1T[d * Hp + h] = W1[h, d]
+    flat_grads: np.ndarray  # (C, P) chunk c's gradient sums of b1 and layers 2..L, laid out like net.flat
+    w1t_grads: np.ndarray  # (C, D * Hp) chunk c's gradient sums of W1, pixel-major like W1T
+    lane_sums: np.ndarray  # (T, >= lane_sums_size) per thread: the dense pixels' W1 gradient, lane by lane
+    stats: np.ndarray  # (C, 2) float64: chunk c's loss sum and number of correct predictions
+    acts: np.ndarray  # (C, R + UNIT_TILE, B) chunk c's activations of its current block, feature-major
+    deltas: np.ndarray  # (C, R + UNIT_TILE, B) their deltas, d(loss)/d(pre-activation)
+    unit_sums: np.ndarray  # (C, Hp) a sample's layer-1 sums (forward) or scaled deltas (backward)
+    softmax_scratch: np.ndarray  # (C, 3, B) the softmax's running max, total and exp values
+    best_class: np.ndarray  # (C, B) int64: the softmax's argmax
+
+
+def padded_units(H, dtype):
+    """H rounded up for the sparse-pixel kernels, which take 2, 3 or 4 vectors of units per pass
+    over a sample's entries (sparse_pixels.vectors_per_pass): 2 or 3 vectors, else a multiple of 4."""
+    lanes = dtype_lane_count(dtype)
+    vectors = -(-H // lanes)
+    return lanes * (max(vectors, 2) if vectors <= 3 else -(-vectors // 4) * 4)
+
+
+def _zeros_aligned(shape, dtype, alignment=64):
+    """np.zeros(shape, dtype) starting on a cache-line boundary. Layer-1 rows are whole vectors
+    (Hp units, 32 bytes each), so no vector load or store then straddles two cache lines."""
+    size = int(np.prod(shape)) * dtype.itemsize
+    raw = np.zeros(size + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start:start + size].view(dtype).reshape(shape)
+
+
+class Workspace:
+    """The buffers for one (sizes, dtype). ``mean_grad`` (P,) receives the reduced gradient."""
+
+    def __init__(self, sizes, dtype):
+        C, B, D, H = flags.N_CHUNKS, flags.BLOCK, sizes[0], sizes[1]
+        self.lanes = lanes = dtype_lane_count(dtype)
+        Hp = padded_units(H, dtype)
+        rows = n_activations(sizes) + UNIT_TILE
+        # dense_pixels.forward writes 2 vectors of samples at a time: a block is whole pairs of vectors
+        assert B % (2 * lanes) == 0, "flags.BLOCK must be a whole number of pairs of vectors"
+        # sparse_pixels.forward/backward take vectors_per_pass (2, 3 or 4) vectors of units at a time
+        assert Hp >= H and Hp % lanes == 0 and (Hp // lanes in (2, 3) or Hp // lanes % 4 == 0), Hp
+        self.buffers = Buffers(
+            layers=layer_table(sizes),
+            Hp=Hp,
+            # zeroed, and gather_weights writes units below H only: padding units stay zero, so the
+            # sparse-pixel sums of padding units (computed, then discarded) stay finite
+            W1T=_zeros_aligned((D * Hp + UNIT_TILE,), dtype),
+            flat_grads=np.zeros((C, n_params(sizes)), dtype),
+            w1t_grads=_zeros_aligned((C, D * Hp), dtype),
+            lane_sums=np.zeros((numba.config.NUMBA_NUM_THREADS, 0), dtype),
+            stats=np.zeros((C, 2), np.float64),
+            acts=np.zeros((C, rows, B), dtype),
+            deltas=np.zeros((C, rows, B), dtype),
+            # entries from H on stay zero (sparse_pixels.backward reads whole vectors of deltas)
+            unit_sums=np.zeros((C, Hp), dtype),
+            softmax_scratch=np.zeros((C, 3, B), dtype),
+            best_class=np.zeros((C, B), np.int64),
+        )
+        # dense_pixels.forward/backward compute whole tiles of units, up to tiled_units(H): for the
+        # last pixel they read W1T, and for every block they write acts and read deltas, up to
+        # UNIT_TILE - 1 units past H (hence the slack in both)
+        Ht = tiled_units(H)
+        assert self.buffers.W1T.size >= (D - 1) * Hp + Ht and self.buffers.acts.shape[1] >= Ht
+        self.mean_grad = np.zeros(n_params(sizes), dtype)
+        self.no_probs = np.zeros((0, sizes[-1]), dtype)  # "no probabilities wanted"
+        self.epoch_buffers = None
+
+    def for_epoch(self, blocks):
+        """EpochBuffers for batches of up to ``blocks`` blocks of B samples (kept for the largest yet).
+        Like the pass's, each block's rows run past the units by UNIT_TILE, and unit_deltas is
+        zero from H on (epoch._first_layer_update reads whole vectors of it)."""
+        e = self.epoch_buffers
+        if e is None or e.acts.shape[0] < blocks:
+            b = self.buffers
+            dtype, (_, rows, B), Hp = b.acts.dtype, b.acts.shape, b.Hp
+            self.epoch_buffers = e = EpochBuffers(
+                acts=np.zeros((blocks, rows, B), dtype), deltas=np.zeros((blocks, rows, B), dtype),
+                labels=np.zeros((blocks, B), np.int64), softmax_scratch=np.zeros((3, B), dtype),
+                best_class=np.zeros(B, np.int64), unit_sums=np.zeros(Hp, dtype), unit_deltas=np.zeros(Hp, dtype),
+                flat_grad=np.zeros_like(self.mean_grad))
+        return e
+
+    def for_pass(self, n_dense_pixels):
+        """The buffers, with lane sums for a dataset of n_dense_pixels dense pixels (grown when a
+        dataset has more of them than any before)."""
+        b = self.buffers
+        size = lane_sums_size(n_dense_pixels, b.layers[0, N_OUT], self.lanes)
+        if b.lane_sums.shape[1] < size:
+            size = -(-size // 16) * 16  # whole cache lines per thread: no false sharing
+            lane_sums = _zeros_aligned((b.lane_sums.shape[0], size), b.lane_sums.dtype)
+            self.buffers = b = b._replace(lane_sums=lane_sums)
+        return b

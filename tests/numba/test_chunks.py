@@ -1,0 +1,61 @@
+"""The numba backend's split of the data into blocks and fixed chunks: with blocks of 16 samples
+and chunks of one block, small N really is split into up to N_CHUNKS chunks (the last block
+usually partial), and every stage still agrees with the reference; and the split, not the thread
+count, decides the result (bit-identical for 1 and 2 threads)."""
+
+import numba
+import numpy as np
+import pytest
+
+import fastnet
+from fastnet.backends.numba import flags
+from tests.agreement import AWKWARD_CASES, assert_awkward_case_agrees, assert_float32_awkward_cases_agree
+
+FAST = fastnet.get_backend("numba")
+
+
+@pytest.fixture
+def many_chunks(monkeypatch):
+    """Blocks of 16 samples, chunks of one block."""
+    monkeypatch.setattr(flags, "MIN_CHUNK_SAMPLES", 1)
+    monkeypatch.setattr(flags, "BLOCK", 16)
+
+
+@pytest.mark.parametrize("case", list(AWKWARD_CASES))
+def test_float64_stages_on_awkward_shapes_in_many_chunks(case, many_chunks):
+    assert_awkward_case_agrees(FAST, case)
+
+
+def test_float32_awkward_shapes_in_many_chunks_match_float64_reference(many_chunks):
+    assert_float32_awkward_cases_agree(FAST)
+
+
+def test_chunk_counts():
+    assert flags.n_chunks(1) == 1 and flags.n_chunks(59_000) == flags.N_CHUNKS
+    assert flags.n_chunks(2 * flags.MIN_CHUNK_SAMPLES) == 2  # a mini-batch pays for few buffers
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bit_identical_for_one_and_two_threads(seed_split, dtype):
+    X, y = seed_split.X_train[:7919], seed_split.y_train[:7919]
+    data = fastnet.Dataset(X, y)
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2, 1):
+            FAST.set_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            net = fastnet.Network.init(seed=0, dtype=dtype)
+            losses = [FAST.step(net, data, lr=0.1).loss for _ in range(20)]
+            results.append((net.flat, losses))
+    finally:
+        numba.set_num_threads(before)
+    for flat, losses in results[1:]:
+        np.testing.assert_array_equal(flat, results[0][0])
+        assert losses == results[0][1]
+
+
+def test_threads_outside_the_pool_are_refused():
+    with pytest.raises(ValueError, match="threads must be between 1 and"):
+        FAST.set_threads(0)
+    with pytest.raises(ValueError, match="threads must be between 1 and"):
+        FAST.set_threads(numba.config.NUMBA_NUM_THREADS + 1)

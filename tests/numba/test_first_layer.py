@@ -1,0 +1,118 @@
+"""Layer 1's kernels one by one against a numpy expression (as llm.c checks each kernel alone
+against its CPU reference): the weights gathered pixel-major, the dense-pixel and sparse-pixel
+parts of the forward and backward pass, and the whole layer, on one block of samples, in buffers
+laid out by Workspace. Widths cover 2, 3 and 4 vectors of units per pass, partial unit tiles and
+partial blocks."""
+
+import numpy as np
+import pytest
+
+import fastnet
+from fastnet.backends.numba import dense_pixels, first_layer, sparse_pixels
+from fastnet.backends.numba.features import prepare_features
+from fastnet.backends.numba.workspace import Workspace
+from tests.helpers import random_problem
+
+D = 57
+WIDTHS = [1, 5, 13, 20, 37, 129]
+CASES = [(H, dtype, blk, nb) for H in WIDTHS for dtype in ("float32", "float64") for blk, nb in ((0, 128), (1, 37))]
+TOL = {"float32": dict(rtol=2e-5, atol=1e-3), "float64": dict(rtol=1e-12, atol=1e-10)}
+
+
+class Block:
+    """Block ``blk`` (of nb samples) of a dataset of blk * B + nb mixed uint8 images, prepared for a
+    D-H-3 network; X the block's pixels as floats, W1 and b1 the layer's parameters."""
+
+    def __init__(self, H, dtype, blk, nb):
+        self.sizes, self.dtype = (D, H, 3), np.dtype(dtype)
+        self.ws = Workspace(self.sizes, self.dtype)
+        self.B = self.ws.buffers.acts.shape[2]
+        X, _ = random_problem(blk * self.B + nb, self.sizes, seed=H + nb, kind="mixed", zero_rows=1)
+        self.features = prepare_features(X, self.dtype)
+        self.dense, self.dp = self.features.dense.reshape(-1), self.features.dense_pixels
+        assert 0 < len(self.dp) < D, "the block must have both kinds of pixel"
+        self.net = fastnet.Network.init(self.sizes, seed=H, dtype=dtype)
+        (self.W1, self.b1), _ = self.net.params
+        self.X = X[blk * self.B:].astype(np.float64)  # (nb, D)
+        self.sparse_X = self.X.copy()
+        self.sparse_X[:, self.dp] = 0
+        self.blk, self.nb, self.H = blk, nb, H
+        b = self.ws.buffers
+        self.W1T, self.Hp = b.W1T, b.Hp
+        first_layer.gather_weights(self.W1T, self.Hp, self.net.flat, b.layers)
+        self.acts = np.zeros(b.acts.shape[1:], self.dtype)
+        self.deltas = np.zeros(b.deltas.shape[1:], self.dtype)
+        self.deltas[:H, :nb] = np.random.default_rng(nb).standard_normal((H, nb))
+        self.scale = float(self.features.scale)
+
+    def w1t(self, flat_w1t):
+        """A pixel-major (D * Hp,) W1 gradient as (H, D)."""
+        return flat_w1t.reshape(D, self.Hp)[:, :self.H].T
+
+
+@pytest.fixture(params=CASES, ids=lambda c: f"H{c[0]}-{c[1]}-block{c[2]}-nb{c[3]}")
+def block(request):
+    return Block(*request.param)
+
+
+def test_gather_weights_is_w1_transposed_and_padded_with_zeros(block):
+    W1T = block.W1T[:D * block.Hp].reshape(D, block.Hp)
+    np.testing.assert_array_equal(W1T[:, :block.H], block.W1.T)
+    assert not W1T[:, block.H:].any() and not block.W1T[D * block.Hp:].any()
+
+
+def test_dense_pixels_forward(block):
+    b = block
+    dense_pixels.forward(b.acts, b.nb, b.dense, b.blk * len(b.dp) * b.B, b.dp, b.W1T, b.Hp, b.H)
+    expected = b.W1[:, b.dp].astype(np.float64) @ b.X[:, b.dp].T  # unscaled
+    np.testing.assert_allclose(b.acts[:b.H, :b.nb], expected, **TOL[b.dtype.name])
+
+
+def test_sparse_pixels_forward(block):
+    b = block
+    z = np.zeros(b.Hp, b.dtype)
+    f = b.features
+    sparse_pixels.forward(b.acts, z, b.blk * b.B, b.nb, f.ptr, f.idx, f.val, b.W1T, b.Hp, b.H)
+    np.testing.assert_allclose(b.acts[:b.H, :b.nb], b.W1.astype(np.float64) @ b.sparse_X.T, **TOL[b.dtype.name])
+
+
+def test_first_layer_forward_is_relu_of_scaled_sum_plus_bias(block):
+    b = block
+    z = np.zeros(b.Hp, b.dtype)
+    first_layer.forward(b.acts, z, b.blk, b.nb, b.features.for_kernels(), b.W1T, b.Hp, b.net.flat, b.ws.buffers.layers)
+    expected = np.maximum(b.scale * (b.W1.astype(np.float64) @ b.X.T) + b.b1[:, None], 0)
+    np.testing.assert_allclose(b.acts[:b.H, :b.nb], expected, **TOL[b.dtype.name])
+
+
+def test_dense_pixels_backward_then_fold(block):
+    b = block
+    lane_sums = np.zeros(dense_pixels.lane_sums_size(len(b.dp), b.H, b.ws.lanes), b.dtype)
+    dense_pixels.backward(lane_sums, b.nb, b.dense, b.blk * len(b.dp) * b.B, len(b.dp), b.deltas, b.H)
+    w1t_grad = np.zeros(D * b.Hp, b.dtype)
+    dense_pixels.fold_lane_sums(w1t_grad, b.Hp, lane_sums, b.dp, b.H, b.dtype.type(b.scale))
+    expected = b.scale * b.deltas[:b.H, :b.nb].astype(np.float64) @ b.X[:, b.dp]
+    np.testing.assert_allclose(b.w1t(w1t_grad)[:, b.dp], expected, **TOL[b.dtype.name])
+    assert not np.delete(b.w1t(w1t_grad), b.dp, axis=1).any(), "a sparse pixel's row written"
+
+
+def test_sparse_pixels_backward(block):
+    b = block
+    w1t_grad, e = np.zeros(D * b.Hp, b.dtype), np.zeros(b.Hp, b.dtype)
+    f = b.features
+    sparse_pixels.backward(w1t_grad, e, b.blk * b.B, b.nb, b.deltas, f.ptr, f.idx, f.val, b.Hp, b.H, f.scale)
+    expected = b.scale * b.deltas[:b.H, :b.nb].astype(np.float64) @ b.sparse_X
+    np.testing.assert_allclose(b.w1t(w1t_grad), expected, **TOL[b.dtype.name])
+
+
+def test_first_layer_backward_gives_w1_and_b1_gradients(block):
+    b = block
+    buffers = b.ws.for_pass(len(b.dp))
+    flat_grad, w1t_grad = np.zeros_like(b.net.flat), np.zeros(D * b.Hp, b.dtype)
+    lane_sums, e = np.zeros_like(buffers.lane_sums[0]), np.zeros(b.Hp, b.dtype)
+    f = b.features.for_kernels()
+    first_layer.backward(flat_grad, w1t_grad, lane_sums, e, b.blk, b.nb, b.deltas, f, b.Hp, buffers.layers)
+    dense_pixels.fold_lane_sums(w1t_grad, b.Hp, lane_sums, b.dp, b.H, f.scale)
+    deltas = b.deltas[:b.H, :b.nb].astype(np.float64)
+    np.testing.assert_allclose(b.w1t(w1t_grad), b.scale * deltas @ b.X, **TOL[b.dtype.name], err_msg="dW1")
+    (_, db1), _ = fastnet.network.unflatten(flat_grad, b.sizes)
+    np.testing.assert_allclose(db1, deltas.sum(axis=1), **TOL[b.dtype.name], err_msg="db1")
