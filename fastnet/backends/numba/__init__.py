@@ -1,4 +1,4 @@
-"""The ``numba`` backend: the reference's mathematics as fused, parallel ``@njit`` kernels.
+"""The ``numba`` backend: the reference's mathematics as fused ``@njit`` kernels, run on two cores.
 
 Shape letters: N samples, D inputs, H layer-1 units, K classes (as in fastnet.network); and, in
 this package, P parameters, B samples per block, C chunks, **Hp** H padded to whole vectors.
@@ -10,8 +10,8 @@ One training step, module by module (``backend.step(net, X, y, lr=0.1)``):
    pixels block by block, sparse pixels as compressed rows), the buffers once per network shape
    by :mod:`.workspace` (where ``Hp`` and every layout invariant the kernels rely on are set and
    asserted). Layer 1's weights are copied pixel-major (``first_layer.gather_weights``).
-2. :mod:`.chunks` -- ``chunked_pass``: the blocks are split into C fixed chunks (:mod:`.flags`),
-   run in parallel. Per block of B samples:
+2. :mod:`.chunks` -- ``chunk_pass``: the blocks are split into C fixed chunks (:mod:`.flags`),
+   run on the backend's worker threads (the kernels release the GIL). Per block of B samples:
 
    - :mod:`.first_layer` ``forward``: layer 1 = :mod:`.dense_pixels` (a small matrix product over
      the often non-zero pixels) + :mod:`.sparse_pixels` (each sample's non-zero rest), scaled,

@@ -1,14 +1,15 @@
 """The ``numba`` backend: the :class:`fastnet.Backend` the registry hands out, and the only part of
 the package user calls reach. It validates nothing itself (fastnet.backends.base did), prepares the
 features once per dataset (.features), keeps buffers per network shape (.workspace) and runs the
-kernels: one parallel pass over the chunks (.chunks), the chunk sums reduced, the update applied;
-or, for mini-batch SGD, a whole epoch in one call (.epoch).
+kernels: a pass over the chunks (.chunks) on its worker threads, the chunk sums reduced, the
+update applied; or, for mini-batch SGD, a whole epoch in one call (.epoch).
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -24,10 +25,6 @@ from fastnet.network import unflatten
 kernel_cache.use_for(dense_pixels, sparse_pixels, first_layer, upper_layers, softmax, chunks, epoch)
 _STOPPED = {epoch.RAN: None, epoch.BAD_LOSS: "loss", epoch.BAD_PARAMS: "params"}
 
-# One parallel kernel at a time in this process: Numba's workqueue threading layer aborts the
-# process when two threads launch parallel kernels at once, and on the others two launches only
-# fight over the same cores.
-_PARALLEL = threading.Lock()
 
 
 class NumbaBackend(Backend):
@@ -35,12 +32,32 @@ class NumbaBackend(Backend):
 
     def __init__(self):
         self._local = threading.local()  # workspaces per thread: concurrent calls never share buffers
+        self._threads = numba.config.NUMBA_NUM_THREADS  # the CPUs, unless NUMBA_NUM_THREADS says fewer
+        self._pool = None  # the worker threads, started on the first pass that uses two or more
 
     def set_threads(self, n):
         limit = numba.config.NUMBA_NUM_THREADS
         if not 1 <= int(n) <= limit:
             raise ValueError(f"threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {n}")
-        numba.set_num_threads(int(n))
+        self._threads = int(n)
+
+    def _run_chunks(self, n_chunks, run):
+        """run(c, worker) for every chunk c, on min(threads, n_chunks) workers: worker w takes chunks
+        w, w + workers, ... The chunks, not the workers, decide what is summed with what."""
+        workers = min(self._threads, n_chunks)
+        if workers == 1:
+            for c in range(n_chunks):
+                run(c, 0)
+            return
+        if self._pool is None or self._pool._max_workers < workers:
+            self._pool = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS, thread_name_prefix="fastnet-numba")
+
+        def work(worker):
+            for c in range(worker, n_chunks, workers):
+                run(c, worker)
+
+        for done in [self._pool.submit(work, w) for w in range(workers)]:
+            done.result()  # re-raises a worker's exception here
 
     def first_run_note(self, net):
         return f"compiling the numba kernels for {net.dtype.name} (first run only; cached after)"
@@ -67,9 +84,10 @@ class NumbaBackend(Backend):
         C = flags.n_chunks(n)
         buffers = ws.for_pass(len(features.dense_pixels))
         first_layer.gather_weights(buffers.W1T, buffers.Hp, net.flat, buffers.layers)
-        with _PARALLEL:
-            chunks.chunked_pass(buffers, ws.no_probs if probs is None else probs, features.for_kernels(),
-                                net.flat, y, C, backward)
+        probs = ws.no_probs if probs is None else probs
+        kernel_features = features.for_kernels()
+        self._run_chunks(C, lambda c, worker: chunks.chunk_pass(c, C, buffers, buffers.lane_sums[worker], probs,
+                                                                kernel_features, net.flat, y, backward))
         stats = buffers.stats[:C]
         return StepResult(float(stats[:, 0].sum() / n), float(stats[:, 1].sum() / n))
 
@@ -78,8 +96,7 @@ class NumbaBackend(Backend):
         n = features.n_samples
         C = flags.n_chunks(n)
         b = ws.buffers
-        with _PARALLEL:
-            chunks.reduce_gradients(mean_grad, b.flat_grads[:C], b.w1t_grads[:C], net.dtype.type(1 / n), b.layers)
+        chunks.reduce_gradients(mean_grad, b.flat_grads[:C], b.w1t_grads[:C], net.dtype.type(1 / n), b.layers)
 
     def _forward(self, net, data):
         features, y = self._features(net, data, None)
@@ -112,7 +129,7 @@ class NumbaBackend(Backend):
 
     def _epoch(self, net, data, lr, batch_size, order, first_loss, max_ratio):
         """Mini-batch SGD in one compiled call (.epoch); batches above flags.FUSED_EPOCH_MAX_BATCH
-        are stepped one by one with the parallel full-batch pass."""
+        are stepped one by one with the full-batch pass, on the worker threads."""
         if batch_size > flags.FUSED_EPOCH_MAX_BATCH:
             return super()._epoch(net, data, lr, batch_size, order, first_loss, max_ratio)
         start = net.flat.copy()

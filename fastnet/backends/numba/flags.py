@@ -12,7 +12,6 @@ from __future__ import annotations
 # silently compiled away, and fastnet must see divergence.
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 NJIT = dict(fastmath=FASTMATH, nogil=True, error_model="numpy", boundscheck=False)
-NJIT_PARALLEL = dict(NJIT, parallel=True)
 # Kernels vectorised by hand (.vector) need no fastmath: nothing is left for LLVM to vectorise, and
 # without reassociation their sums are added exactly in the order written.
 NJIT_SIMD = dict(NJIT, fastmath=False)

@@ -22,7 +22,7 @@ from fastnet.network import n_params
 
 
 class Buffers(NamedTuple):
-    """What chunks.chunked_pass reads and writes besides the features, labels and parameters."""
+    """What chunks.chunk_pass reads and writes besides the features, labels and parameters."""
 
     layers: np.ndarray  # (layers, COLUMNS) int64: the layer table (.layers)
     Hp: int  # layer 1's units padded to whole vectors
