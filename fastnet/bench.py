@@ -17,7 +17,9 @@ import sys
 import tempfile
 import time
 
-from fastnet.benchmarks import MAIN_CASES, SCALING_CASES, WIDE_CASES, Case, check_agreement, time_case
+from fastnet.benchmarks import (EPOCH_CASES, MAIN_CASES, PEER_CASES, SCALING_CASES, WIDE_CASES, Case, check_agreement,
+                                check_epoch_agreement, time_case, time_epoch)
+from fastnet.peers import missing_reason
 from fastnet.cli import prog_name
 
 STARTUP_SCRIPT = """
@@ -73,6 +75,29 @@ def measure(cases, X, y, rounds, progress=True):
     return results
 
 
+def measure_epochs(cases, X, y, rounds, progress=True):
+    """{EpochCase: median seconds per epoch}, after checking each case's agreement."""
+    results = {}
+    for case in cases:
+        if progress:
+            print(f"  {case.group:36s} {case.label:8s}", end="", flush=True, file=sys.stderr)
+        check_epoch_agreement(case, X, y)
+        results[case] = statistics.median(time_epoch(case, X, y, rounds))
+        if progress:
+            print(f"{results[case] * 1e3:9.1f} ms", file=sys.stderr)
+    return results
+
+
+def epoch_table(results, X):
+    """Rows of (group, backend, ms/epoch, samples/s, speed-up over numpy in the same group)."""
+    rows = []
+    for case, seconds in results.items():
+        base = results.get(type(case)("numpy", case.hidden, case.batch, case.dtype))
+        rows.append((case.group, case.label, f"{seconds * 1e3:.1f}", f"{len(X) / seconds:,.0f}",
+                     f"{base / seconds:.1f}x" if base else ""))
+    return rows
+
+
 def table(results, X):
     """Rows of (group, backend, ms/step, samples/s, speed-up over numpy float64 of the same shape)."""
     rows = []
@@ -84,8 +109,7 @@ def table(results, X):
     return rows
 
 
-def print_table(rows, markdown):
-    head = ("case", "backend", "ms/step", "samples/s", "vs numpy f64")
+def print_table(rows, markdown, head=("case", "backend", "ms/step", "samples/s", "vs numpy f64")):
     if markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "|".join(["---"] * 2 + ["---:"] * 3) + "|")
@@ -119,6 +143,7 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=15, help="timed steps per case (hidden 128: a quarter)")
     p.add_argument("--quick", action="store_true", help="only the 784-10-10 cases")
     p.add_argument("--no-startup", action="store_true", help="skip the cold/warm start-up measurement")
+    p.add_argument("--no-epochs", action="store_true", help="skip the mini-batch epoch cases")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README)")
     p.add_argument("--chart", metavar="PNG", help="also draw a bar chart")
     args = p.parse_args(argv)
@@ -138,18 +163,30 @@ def main(argv=None):
     mnist = load_mnist(args.data_dir)
     split = split_dev(mnist.train_images, mnist.train_labels, seed=0)
     X, y = split.X_train, split.y_train
-    cases = MAIN_CASES if args.quick else MAIN_CASES + WIDE_CASES + SCALING_CASES
+    cases = MAIN_CASES + PEER_CASES if args.quick else MAIN_CASES + PEER_CASES + WIDE_CASES + SCALING_CASES
+    cases = [c for c in cases if not (args.quick and c.hidden != 10)]
+    for peer in sorted({c.backend for c in cases + EPOCH_CASES if missing_reason(c.backend)}):
+        print(f"fastnet: skipping {peer}: {missing_reason(peer)}", file=sys.stderr)
+    cases = [c for c in cases if not missing_reason(c.backend)]
     print(f"fastnet benchmark on {machine()}", file=sys.stderr)
     results = measure(cases, X, y, args.rounds)
     print(f"\nMedian of {args.rounds} full-batch steps per case on {len(X):,} MNIST training images "
           f"(the seed split), after one untimed warm-up step; {machine()}.\n")
     print_table(table(results, X), args.markdown)
+    if not args.no_epochs:
+        epoch_cases = [c for c in EPOCH_CASES if not missing_reason(c.backend)]
+        rounds = max(1, args.rounds // 5)
+        epochs = measure_epochs(epoch_cases, X, y, rounds)
+        print(f"\nMini-batch SGD: median of {rounds} epochs per case (the same shuffled order), after "
+              f"one untimed epoch; speed-up over the numpy reference's epoch of the same case.\n")
+        print_table(epoch_table(epochs, X), args.markdown, ("case", "backend", "ms/epoch", "samples/s", "vs numpy"))
     if not args.no_startup:
-        with tempfile.TemporaryDirectory() as cache:
-            cold = startup_seconds(cache_dir=cache)
-            warm = startup_seconds(cache_dir=cache)
-        print(f"\nnumba start-up, process start to first step finished: {cold:.1f} s with an empty "
-              f"kernel cache (compiling), {warm:.1f} s with a warm cache.")
+        for path in ("step", "epoch"):
+            with tempfile.TemporaryDirectory() as cache:
+                cold = startup_seconds(cache_dir=cache, path=path)
+                warm = startup_seconds(cache_dir=cache, path=path)
+            print(f"\nnumba start-up, process start to first float32 {path} finished: {cold:.1f} s with an "
+                  f"empty kernel cache (compiling), {warm:.1f} s with a warm cache.")
     if args.chart:
         try:
             bar_chart(results, args.chart)

@@ -191,3 +191,18 @@ def time_case(case, X, y, rounds=5, warmup=1):
         step()
         times.append(time.perf_counter() - start)
     return times
+
+
+def time_epoch(case, X, y, rounds=3):
+    """Seconds per epoch of ``rounds`` timed epochs of an EpochCase (one shuffled order), after one
+    untimed epoch (JIT compile, the dataset's preparation)."""
+    order = np.random.default_rng(0).permutation(len(X))
+    _, epoch = make_epoch(case, X, y, order)
+    epoch()
+    settle()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - start)
+    return times

@@ -230,6 +230,14 @@ def test_benchmark_report_prints_a_table(mnist_dir, tmp_path):
                            "--rounds", "1", "--no-startup", "--markdown", "--chart", str(tmp_path / "b.png")],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
+    from fastnet.benchmarks import EPOCH_CASES
+    from fastnet.peers import available, missing_reason
+
     rows = [l for l in done.stdout.splitlines() if l.startswith("| 784-10-10")]
-    assert len(rows) == 6 and all(l.count("|") == 6 for l in rows)
+    assert len(rows) == 6 + len(available()) and all(l.count("|") == 6 for l in rows)
+    epoch_rows = [l for l in done.stdout.splitlines() if l.startswith("| epoch ")]
+    assert len(epoch_rows) == sum(not missing_reason(c.backend) for c in EPOCH_CASES)
+    assert all(l.count("|") == 6 for l in epoch_rows)
+    for peer in set(("torch", "jax")) - set(available()):
+        assert f"skipping {peer}: {peer} is not installed" in done.stderr
     assert png_size(tmp_path / "b.png")[0] == 1000
