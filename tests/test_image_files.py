@@ -3,8 +3,6 @@ MNIST's own test digits drawn large, off-centre and black on white, recognised a
 
 import os
 import struct
-import subprocess
-import sys
 import zlib
 
 import numpy as np

@@ -38,8 +38,8 @@ from fastnet.backends.numba.first_layer import _activate
 from fastnet.backends.numba.flags import NJIT, NJIT_SIMD
 from fastnet.backends.numba.layers import B_AT, N_IN, N_OUT, W_AT
 from fastnet.backends.numba.softmax import softmax_xent
-from fastnet.backends.numba.sparse_pixels import _sum_rows_2, _sum_rows_wide, vectors_per_pass
-from fastnet.backends.numba.vector import at, lane_count, prefetch, vbroadcast, vfma, vload, vstore
+from fastnet.backends.numba.sparse_pixels import _sum_rows_2, _sum_rows_wide, add_rows, vectors_per_pass
+from fastnet.backends.numba.vector import lane_count, prefetch
 
 PREFETCH_AHEAD = 2  # samples: far enough for their entries to arrive, near enough to stay in cache
 
@@ -124,27 +124,6 @@ def _first_layer_sums(A, z, order, n0, nb, f, W1T, Hp, H):
             A[h, b] = z[h]
 
 
-@njit(**NJIT_SIMD)
-def _first_layer_update(W1T, e, lo, hi, idx, val, Hp):
-    """W1T[idx[k] * Hp + h] += e[h] * val[k] for one sample's entries [lo, hi); e holds its deltas
-    times -lr / n * scale (zero from H on)."""
-    L = lane_count(W1T)
-    V = vectors_per_pass(Hp, L)
-    for t in range(0, Hp, V * L):
-        d0, d1 = vload(e, t), vload(e, t + L)  # this sample's deltas stay in registers
-        d2 = vload(e, t + 2 * L) if V > 2 else d0
-        d3 = vload(e, t + 3 * L) if V > 3 else d0
-        for k in range(lo, hi):
-            p = at(idx, k) * Hp + t
-            v = vbroadcast(W1T, at(val, k))
-            vstore(W1T, p, vfma(d0, v, vload(W1T, p)))
-            vstore(W1T, p + L, vfma(d1, v, vload(W1T, p + L)))
-            if V > 2:
-                vstore(W1T, p + 2 * L, vfma(d2, v, vload(W1T, p + 2 * L)))
-            if V > 3:
-                vstore(W1T, p + 3 * L, vfma(d3, v, vload(W1T, p + 3 * L)))
-
-
 @njit(**NJIT)
 def _all_finite(a):
     """Whether a holds no NaN/inf (a sum of each value times 0 is NaN otherwise)."""
@@ -194,7 +173,7 @@ def _batch(flat, W1T, Hp, f, y, order, s, n, lr, layers, buffers):
             sample = order[n0 + b]
             for h in range(H):
                 e[h] = deltas[h, b] * c
-            _first_layer_update(W1T, e, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, Hp)
+            add_rows(W1T, e, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, Hp)  # e: its deltas * -lr/n * scale
     return loss, correct
 
 

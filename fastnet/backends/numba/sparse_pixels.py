@@ -102,27 +102,35 @@ def forward(acts, z, n0, nb, ptr, idx, val, W1T, Hp, H):
 
 
 @njit(**NJIT_SIMD)
+def add_rows(rows, e, lo, hi, idx, val, Hp):
+    """rows[idx[k] * Hp + h] += e[h] * val[k] for one sample's entries [lo, hi): a pixel-major
+    gradient (backward) or the weights themselves (a mini-batch update, .epoch). The sample's e
+    (Hp,) stays in registers, V vectors at a time."""
+    lanes = lane_count(rows)
+    V = vectors_per_pass(Hp, lanes)
+    for t in range(0, Hp, V * lanes):
+        d0, d1 = vload(e, t), vload(e, t + lanes)
+        d2 = vload(e, t + 2 * lanes) if V > 2 else d0
+        d3 = vload(e, t + 3 * lanes) if V > 3 else d0
+        for k in range(lo, hi):
+            p = at(idx, k) * Hp + t
+            v = vbroadcast(rows, at(val, k))
+            vstore(rows, p, vfma(d0, v, vload(rows, p)))
+            vstore(rows, p + lanes, vfma(d1, v, vload(rows, p + lanes)))
+            if V > 2:
+                vstore(rows, p + 2 * lanes, vfma(d2, v, vload(rows, p + 2 * lanes)))
+            if V > 3:
+                vstore(rows, p + 3 * lanes, vfma(d3, v, vload(rows, p + 3 * lanes)))
+
+
+@njit(**NJIT_SIMD)
 def backward(w1t_grad, e, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
     """w1t_grad[d * Hp + h] += scale * sum_b deltas[h, b] * x_b[d] over each sample's sparse
     non-zero pixels. e (Hp,) is scratch whose entries from H on are zero."""
-    lanes = lane_count(w1t_grad)
-    V = vectors_per_pass(Hp, lanes)
     for b in range(nb):
         lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
         if lo == hi:
             continue
         for h in range(H):
             e[h] = deltas[h, b] * scale
-        for t in range(0, Hp, V * lanes):
-            d0, d1 = vload(e, t), vload(e, t + lanes)  # this sample's deltas stay in registers
-            d2 = vload(e, t + 2 * lanes) if V > 2 else d0
-            d3 = vload(e, t + 3 * lanes) if V > 3 else d0
-            for k in range(lo, hi):
-                p = at(idx, k) * Hp + t
-                v = vbroadcast(w1t_grad, at(val, k))
-                vstore(w1t_grad, p, vfma(d0, v, vload(w1t_grad, p)))
-                vstore(w1t_grad, p + lanes, vfma(d1, v, vload(w1t_grad, p + lanes)))
-                if V > 2:
-                    vstore(w1t_grad, p + 2 * lanes, vfma(d2, v, vload(w1t_grad, p + 2 * lanes)))
-                if V > 3:
-                    vstore(w1t_grad, p + 3 * lanes, vfma(d3, v, vload(w1t_grad, p + 3 * lanes)))
+        add_rows(w1t_grad, e, lo, hi, idx, val, Hp)
