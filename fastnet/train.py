@@ -105,6 +105,10 @@ def check_outputs(args):
         raise ValueError(str(exc)) from None
 
 
+def _count(n, noun):
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def say(message):
     print(f"fastnet: {message}", file=sys.stderr)
 
@@ -125,7 +129,8 @@ def run(args, sizes, iterations):
     if args.threads:
         backend.set_threads(args.threads)
     net = fastnet.Network.init(sizes, seed=args.seed, init=args.init, dtype=args.dtype)
-    mode = f"mini-batch {args.batch_size}, {iterations} epochs" if args.batch_size else f"{iterations} iterations"
+    mode = (f"mini-batch {args.batch_size}, {_count(iterations, 'epoch')}" if args.batch_size
+            else _count(iterations, "iteration"))
     print(f"fastnet: {'-'.join(map(str, sizes))} {args.dtype} on {len(split.X_train):,} images, "
           f"{backend.name} backend, {mode}, lr {args.lr}", file=sys.stderr)
 
