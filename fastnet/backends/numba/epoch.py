@@ -34,6 +34,7 @@ import numpy as np
 from numba import njit
 
 from fastnet.backends.numba import upper_layers
+from fastnet.backends.numba.features import compressed_rows, take_rows
 from fastnet.backends.numba.first_layer import _activate
 from fastnet.backends.numba.flags import NJIT, NJIT_SIMD
 from fastnet.backends.numba.layers import B_AT, N_IN, N_OUT, W_AT
@@ -73,24 +74,12 @@ class EpochBuffers(NamedTuple):
 
 def epoch_features(X, dtype):
     """EpochFeatures of validated features X (N, D)."""
-    N, D = X.shape
-    nonzero = X != 0
-    ptr = np.zeros(N + 1, np.int64)
-    np.cumsum(nonzero.sum(axis=1), out=ptr[1:])
-    columns = np.arange(D, dtype=np.uint16 if D <= 1 << 16 else np.int32)
-    idx = np.broadcast_to(columns, X.shape)[nonzero]  # row-major: sample by sample
-    values_dtype = np.uint8 if X.dtype == np.uint8 else dtype
-    scale = dtype.type(1 / 255 if X.dtype == np.uint8 else 1)
-    return EpochFeatures(ptr, idx, X[nonzero].astype(values_dtype, copy=False), scale)
+    return EpochFeatures(*compressed_rows(X, X != 0, dtype))
 
 
 def subset_epoch_features(f, rows):
     """EpochFeatures of rows ``rows`` of an already prepared dataset."""
-    starts, counts = f.ptr[rows], f.ptr[rows + 1] - f.ptr[rows]
-    ptr = np.zeros(len(rows) + 1, np.int64)
-    np.cumsum(counts, out=ptr[1:])
-    take = np.repeat(starts - ptr[:-1], counts) + np.arange(ptr[-1])
-    return EpochFeatures(ptr, f.idx[take], f.val[take], f.scale)
+    return EpochFeatures(*take_rows(f.ptr, f.idx, f.val, rows), f.scale)
 
 
 @njit(**NJIT_SIMD)

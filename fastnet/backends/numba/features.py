@@ -48,23 +48,39 @@ def _blocked(values, dtype):
     return np.ascontiguousarray(padded.reshape(blocks, B, values.shape[1]).transpose(0, 2, 1))
 
 
-def prepare_features(X, dtype):
-    """Features of validated pixels X (N, D) for a network of this dtype: pixels non-zero in at
-    least flags.DENSE_PIXEL_FRACTION of the samples as they are, the others' non-zero entries row
-    by row."""
+def compressed_rows(X, nonzero, dtype):
+    """(ptr, idx, val, scale): the entries of X where ``nonzero``, row by row, pixels in order;
+    sample n's are [ptr[n], ptr[n + 1]). Values stay uint8 for uint8 pixels (scale 1/255), else
+    the network's dtype (scale 1)."""
     N, D = X.shape
-    values_dtype = np.uint8 if X.dtype == np.uint8 else dtype
-    nonzero = X != 0
-    is_dense = nonzero.sum(axis=0) >= flags.DENSE_PIXEL_FRACTION * N
-    dense_pixels = np.flatnonzero(is_dense).astype(np.int64)
-    dense = _blocked(X[:, dense_pixels], values_dtype)
-    nonzero[:, is_dense] = False
     ptr = np.zeros(N + 1, np.int64)
     np.cumsum(nonzero.sum(axis=1), out=ptr[1:])
     columns = np.arange(D, dtype=np.uint16 if D <= 1 << 16 else np.int32)
     idx = np.broadcast_to(columns, X.shape)[nonzero]  # row-major: sample by sample, pixels in order
+    values_dtype = np.uint8 if X.dtype == np.uint8 else dtype
     scale = dtype.type(1 / 255 if X.dtype == np.uint8 else 1)
-    return Features(dense, dense_pixels, ptr, idx, X[nonzero].astype(values_dtype, copy=False), scale)
+    return ptr, idx, X[nonzero].astype(values_dtype, copy=False), scale
+
+
+def take_rows(ptr, idx, val, rows):
+    """(ptr, idx, val) of the compressed rows ``rows`` (copied, in that order)."""
+    starts, counts = ptr[rows], ptr[rows + 1] - ptr[rows]
+    new_ptr = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(counts, out=new_ptr[1:])
+    take = np.repeat(starts - new_ptr[:-1], counts) + np.arange(new_ptr[-1])
+    return new_ptr, idx[take], val[take]
+
+
+def prepare_features(X, dtype):
+    """Features of validated pixels X (N, D) for a network of this dtype: pixels non-zero in at
+    least flags.DENSE_PIXEL_FRACTION of the samples as they are, the others' non-zero entries row
+    by row."""
+    nonzero = X != 0
+    is_dense = nonzero.sum(axis=0) >= flags.DENSE_PIXEL_FRACTION * len(X)
+    dense_pixels = np.flatnonzero(is_dense).astype(np.int64)
+    nonzero[:, is_dense] = False
+    ptr, idx, val, scale = compressed_rows(X, nonzero, dtype)
+    return Features(_blocked(X[:, dense_pixels], val.dtype), dense_pixels, ptr, idx, val, scale)
 
 
 def subset_features(f, rows):
@@ -72,8 +88,4 @@ def subset_features(f, rows):
     copied, no new pass over the pixels; the dense pixels stay those of the whole dataset."""
     B = f.dense.shape[2]
     dense = _blocked(f.dense[rows // B, :, rows % B], f.dense.dtype)
-    starts, counts = f.ptr[rows], f.ptr[rows + 1] - f.ptr[rows]
-    ptr = np.zeros(len(rows) + 1, np.int64)
-    np.cumsum(counts, out=ptr[1:])
-    take = np.repeat(starts - ptr[:-1], counts) + np.arange(ptr[-1])
-    return Features(dense, f.dense_pixels, ptr, f.idx[take], f.val[take], f.scale)
+    return Features(dense, f.dense_pixels, *take_rows(f.ptr, f.idx, f.val, rows), f.scale)
