@@ -39,8 +39,8 @@ from fastnet.backends.numba.first_layer import _activate
 from fastnet.backends.numba.flags import NJIT, NJIT_SIMD
 from fastnet.backends.numba.layers import B_AT, N_IN, N_OUT, W_AT
 from fastnet.backends.numba.softmax import softmax_xent
-from fastnet.backends.numba.sparse_pixels import _sum_rows_2, _sum_rows_wide, add_rows, vectors_per_pass
-from fastnet.backends.numba.vector import lane_count, prefetch
+from fastnet.backends.numba.sparse_pixels import add_rows, sum_rows
+from fastnet.backends.numba.vector import prefetch
 
 PREFETCH_AHEAD = 2  # samples: far enough for their entries to arrive, near enough to stay in cache
 
@@ -95,20 +95,13 @@ def _prefetch_rows(f, sample):
 @njit(**NJIT_SIMD)
 def _first_layer_sums(A, z, order, n0, nb, f, W1T, Hp, H):
     """A[h, b] = sum over the entries k of sample order[n0 + b] of val[k] * W1[h, idx[k]]
-    (unscaled), for b < nb; z (Hp,) is scratch. Per sample, one pass over its entries per 2-4
-    vectors of units, the sums held in registers."""
-    L = lane_count(W1T)
-    V = vectors_per_pass(Hp, L)
+    (unscaled), for b < nb, with the full-batch pass's row sums (sparse_pixels.sum_rows); z (Hp,)
+    is scratch."""
     last = order.shape[0] - 1
     for b in range(nb):
         _prefetch_rows(f, order[min(n0 + b + PREFETCH_AHEAD, last)])
         sample = order[n0 + b]
-        lo, hi = f.ptr[sample], f.ptr[sample + 1]
-        for t in range(0, Hp, V * L):
-            if V == 2:
-                _sum_rows_2(z, t, lo, hi, f.idx, f.val, W1T, Hp)
-            else:
-                _sum_rows_wide(z, t, V, lo, hi, f.idx, f.val, W1T, Hp)
+        sum_rows(z, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, W1T, Hp)
         for h in range(H):
             A[h, b] = z[h]
 

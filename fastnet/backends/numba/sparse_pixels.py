@@ -82,21 +82,27 @@ def _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp):
 
 
 @njit(**NJIT_SIMD)
+def sum_rows(z, lo, hi, idx, val, W1T, Hp):
+    """z[:Hp] = sum over one sample's entries [lo, hi) of val[k] * W1T's row idx[k]: one pass over
+    the entries per V vectors of units (vectors_per_pass), the sums held in registers."""
+    V = vectors_per_pass(Hp, lane_count(W1T))
+    for t in range(0, Hp, V * lane_count(W1T)):
+        if V == 2:
+            _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp)
+        else:
+            _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp)
+
+
+@njit(**NJIT_SIMD)
 def forward(acts, z, n0, nb, ptr, idx, val, W1T, Hp, H):
     """acts[h, b] += sum over sample n0 + b's sparse non-zero pixels d of x[d] * W1[h, d]
     (unscaled): per sample, one pass over its entries per V vectors of units, the sums held in
     registers. z (Hp,) is scratch."""
-    lanes = lane_count(W1T)
-    V = vectors_per_pass(Hp, lanes)
     for b in range(nb):
         lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
         if lo == hi:
             continue
-        for t in range(0, Hp, V * lanes):
-            if V == 2:
-                _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp)
-            else:
-                _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp)
+        sum_rows(z, lo, hi, idx, val, W1T, Hp)
         for h in range(H):
             acts[h, b] += z[h]
 
