@@ -33,7 +33,7 @@ class NumbaBackend(Backend):
     def __init__(self):
         self._local = threading.local()  # workspaces per thread: concurrent calls never share buffers
         self._threads = numba.config.NUMBA_NUM_THREADS  # the CPUs, unless NUMBA_NUM_THREADS says fewer
-        self._pool = None  # the worker threads, started on the first pass that uses two or more
+        self._pool = None  # helper threads, started on the first pass that uses two or more workers
 
     def set_threads(self, n):
         limit = numba.config.NUMBA_NUM_THREADS
@@ -45,19 +45,17 @@ class NumbaBackend(Backend):
         """run(c, worker) for every chunk c, on min(threads, n_chunks) workers: worker w takes chunks
         w, w + workers, ... The chunks, not the workers, decide what is summed with what."""
         workers = min(self._threads, n_chunks)
-        if workers == 1:
-            for c in range(n_chunks):
-                run(c, 0)
-            return
-        if self._pool is None or self._pool._max_workers < workers:
-            self._pool = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS, thread_name_prefix="fastnet-numba")
 
         def work(worker):
             for c in range(worker, n_chunks, workers):
                 run(c, worker)
 
-        for done in [self._pool.submit(work, w) for w in range(workers)]:
-            done.result()  # re-raises a worker's exception here
+        if workers > 1 and self._pool is None:  # at most NUMBA_NUM_THREADS - 1 helpers are ever needed
+            self._pool = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS - 1, thread_name_prefix="fastnet-numba")
+        helpers = [self._pool.submit(work, w) for w in range(1, workers)]
+        work(0)  # the calling thread is worker 0
+        for done in helpers:
+            done.result()  # re-raises a helper's exception here
 
     def first_run_note(self, net):
         return f"compiling the numba kernels for {net.dtype.name} (first run only; cached after)"
