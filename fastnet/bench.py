@@ -61,31 +61,30 @@ def startup_seconds(dtype="float32", cache_dir=None, path="step"):
     return time.perf_counter() - start
 
 
-def measure(cases, X, y, rounds, progress=True):
-    """{case: median seconds per step} for every case, after checking its agreement."""
+def _measure(cases, check, seconds, progress, width):
+    """{case: median of seconds(case)} for every case, after check(case) passed."""
     results = {}
     for case in cases:
         if progress:
-            print(f"  {case.group:28s} {case.label:22s}", end="", flush=True, file=sys.stderr)
-        check_agreement(case, X, y)
-        times = time_case(case, X, y, rounds=rounds if case.hidden <= 10 else max(3, rounds // 4))
-        results[case] = statistics.median(times)
+            print(f"  {case.group:{width}s} {case.label:22s}", end="", flush=True, file=sys.stderr)
+        check(case)
+        results[case] = statistics.median(seconds(case))
         if progress:
             print(f"{results[case] * 1e3:9.1f} ms", file=sys.stderr)
     return results
+
+
+def measure(cases, X, y, rounds, progress=True):
+    """{case: median seconds per step} for every case, after checking its agreement."""
+    return _measure(cases, lambda c: check_agreement(c, X, y),
+                    lambda c: time_case(c, X, y, rounds=rounds if c.hidden <= 10 else max(3, rounds // 4)),
+                    progress, 28)
 
 
 def measure_epochs(cases, X, y, rounds, progress=True):
     """{EpochCase: median seconds per epoch}, after checking each case's agreement."""
-    results = {}
-    for case in cases:
-        if progress:
-            print(f"  {case.group:36s} {case.label:8s}", end="", flush=True, file=sys.stderr)
-        check_epoch_agreement(case, X, y)
-        results[case] = statistics.median(time_epoch(case, X, y, rounds))
-        if progress:
-            print(f"{results[case] * 1e3:9.1f} ms", file=sys.stderr)
-    return results
+    return _measure(cases, lambda c: check_epoch_agreement(c, X, y), lambda c: time_epoch(c, X, y, rounds),
+                    progress, 36)
 
 
 def epoch_table(results, X):

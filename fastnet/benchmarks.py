@@ -179,30 +179,26 @@ def settle():
     time.sleep(SETTLE_SECONDS)
 
 
-def time_case(case, X, y, rounds=5, warmup=1):
-    """Seconds per step of ``rounds`` timed steps, after ``warmup`` untimed ones (JIT compile)."""
-    _, step = make_step(case, X, y)
+def _timed(run, rounds, warmup=1):
+    """Seconds of each of ``rounds`` calls of run(), after ``warmup`` untimed ones (JIT compile,
+    preparation) and a pause for the previous case's threads (settle)."""
     for _ in range(warmup):
-        step()
+        run()
     settle()
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
-        step()
+        run()
         times.append(time.perf_counter() - start)
     return times
+
+
+def time_case(case, X, y, rounds=5, warmup=1):
+    """Seconds per step of ``rounds`` timed steps, after ``warmup`` untimed ones."""
+    return _timed(make_step(case, X, y)[1], rounds, warmup)
 
 
 def time_epoch(case, X, y, rounds=3):
     """Seconds per epoch of ``rounds`` timed epochs of an EpochCase (one shuffled order), after one
-    untimed epoch (JIT compile, the dataset's preparation)."""
-    order = np.random.default_rng(0).permutation(len(X))
-    _, epoch = make_epoch(case, X, y, order)
-    epoch()
-    settle()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        epoch()
-        times.append(time.perf_counter() - start)
-    return times
+    untimed epoch."""
+    return _timed(make_epoch(case, X, y, np.random.default_rng(0).permutation(len(X)))[1], rounds)
