@@ -15,20 +15,20 @@ from __future__ import annotations
 
 from numba import njit
 
-from fastnet.backends.numba.flags import NJIT, NJIT_SIMD
+from fastnet.backends.numba.flags import INLINE, NJIT, NJIT_SIMD
 from fastnet.backends.numba.vector import at, lane_count, vadd, vbroadcast, vfma, vload, vload_as, vstore, vzero
 
 UNIT_TILE = 5  # units per register tile: 2 x 5 vector accumulators (+ 2 inputs) fit in 16 ymm registers
 
 
-@njit(**NJIT)
+@njit(**NJIT, **INLINE)
 def tiled_units(H):
     """H rounded up to whole UNIT_TILEs: the units these kernels compute (those from H on are
     discarded, see .workspace for the slack this needs)."""
     return -(-H // UNIT_TILE) * UNIT_TILE
 
 
-@njit(**NJIT)
+@njit(**NJIT, **INLINE)
 def lane_sums_size(n_dense_pixels, H, lanes):
     """How many entries a chunk's lane sums take (see :func:`backward`)."""
     return n_dense_pixels * tiled_units(H) * lanes
@@ -69,7 +69,7 @@ def forward(acts, nb, dense, base, dense_pixels, W1T, Hp, H):
             vstore(acts[h0 + 4], g + lanes, c4)
 
 
-@njit(**NJIT_SIMD)
+@njit(**NJIT_SIMD, **INLINE)
 def _add_tile(lane_sums, i, v0, v1, v2, v3, v4):
     """lane_sums[i + t * lanes : ... + lanes] += vt for the UNIT_TILE vectors of a tile."""
     lanes = lane_count(lane_sums)

@@ -36,7 +36,7 @@ from numba import njit
 from fastnet.backends.numba import upper_layers
 from fastnet.backends.numba.features import compressed_rows, take_rows
 from fastnet.backends.numba.first_layer import _activate
-from fastnet.backends.numba.flags import NJIT, NJIT_SIMD
+from fastnet.backends.numba.flags import INLINE, NJIT, NJIT_SIMD
 from fastnet.backends.numba.layers import B_AT, N_IN, N_OUT, W_AT
 from fastnet.backends.numba.softmax import softmax_xent
 from fastnet.backends.numba.sparse_pixels import add_rows, sum_rows
@@ -82,7 +82,7 @@ def subset_epoch_features(f, rows):
     return EpochFeatures(*take_rows(f.ptr, f.idx, f.val, rows), f.scale)
 
 
-@njit(**NJIT_SIMD)
+@njit(**NJIT_SIMD, **INLINE)
 def _prefetch_rows(f, sample):
     """Ask for the sample's entries (idx and val) to be brought into cache; a hint only."""
     lo, hi = f.ptr[sample], f.ptr[sample + 1]
@@ -92,7 +92,7 @@ def _prefetch_rows(f, sample):
         prefetch(f.val, k)
 
 
-@njit(**NJIT_SIMD)
+@njit(**NJIT_SIMD, **INLINE)
 def _first_layer_sums(A, z, order, n0, nb, f, W1T, Hp, H):
     """A[h, b] = sum over the entries k of sample order[n0 + b] of val[k] * W1[h, idx[k]]
     (unscaled), for b < nb, with the full-batch pass's row sums (sparse_pixels.sum_rows); z (Hp,)
@@ -106,7 +106,7 @@ def _first_layer_sums(A, z, order, n0, nb, f, W1T, Hp, H):
             A[h, b] = z[h]
 
 
-@njit(**NJIT)
+@njit(**NJIT, **INLINE)
 def _all_finite(a):
     """Whether a holds no NaN/inf (a sum of each value times 0 is NaN otherwise)."""
     check = a.dtype.type(0)
@@ -115,7 +115,7 @@ def _all_finite(a):
     return check == 0
 
 
-@njit(**NJIT)
+@njit(**NJIT, **INLINE)
 def _batch(flat, W1T, Hp, f, y, order, s, n, lr, layers, buffers):
     """Batch order[s : s + n]: forward, backward, update. Returns (loss sum, number correct)."""
     H, b0 = layers[0, N_OUT], layers[0, B_AT]

@@ -17,7 +17,7 @@ from numba import njit
 
 from fastnet.backends.numba import dense_pixels, sparse_pixels
 from fastnet.backends.numba.dense_pixels import tiled_units
-from fastnet.backends.numba.flags import NJIT
+from fastnet.backends.numba.flags import INLINE, NJIT
 from fastnet.backends.numba.layers import B_AT, N_IN, N_OUT, W_AT
 from fastnet.backends.numba.vector import lane_count
 
@@ -31,7 +31,7 @@ def gather_weights(W1T, Hp, flat, layers):
             W1T[d * Hp + h] = flat[w0 + h * D + d]
 
 
-@njit(**NJIT)
+@njit(**NJIT, **INLINE)
 def _activate(acts, nb, flat, layers, scale):
     """acts[h, b] = relu(scale * acts[h, b] + b1[h]) for the block's samples (loops over samples
     vectorise)."""
@@ -43,7 +43,7 @@ def _activate(acts, nb, flat, layers, scale):
             a[b] = s if s > 0 else 0 * s  # ReLU; 0 * s keeps the dtype (and a NaN stays NaN)
 
 
-@njit(**NJIT)
+@njit(**NJIT, **INLINE)
 def forward(acts, unit_sums, blk, nb, features, W1T, Hp, flat, layers):
     """acts[:H, :nb] = layer 1's activations of block ``blk`` (samples blk * B ...); unit_sums
     (Hp,) is scratch."""
@@ -55,7 +55,7 @@ def forward(acts, unit_sums, blk, nb, features, W1T, Hp, flat, layers):
     _activate(acts, nb, flat, layers, features.scale)
 
 
-@njit(**NJIT)
+@njit(**NJIT, **INLINE)
 def backward(flat_grad, w1t_grad, lane_sums, unit_deltas, blk, nb, deltas, features, Hp, layers):
     """Block ``blk``'s layer-1 gradients from its deltas[:H, :nb]: W1's into lane_sums (dense
     pixels, see .dense_pixels) and w1t_grad (sparse pixels), b1's into flat_grad."""

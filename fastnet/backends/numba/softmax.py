@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from fastnet.backends.numba.flags import NJIT
+from fastnet.backends.numba.flags import INLINE, NJIT
 from fastnet.backends.numba.layers import ACT_AT, N_OUT
 
 
-@njit(**NJIT)
+@njit(**NJIT, **INLINE)
 def exp_nonpositive(out, x, n):
     """out[:n] = exp(x[:n]) for x <= 0, in a loop LLVM can vectorise (numba's np.exp is a scalar
     libm call here). For x in [-64, 0]: exp(x) = P(x / 128) ** 128, P the degree-15 Taylor

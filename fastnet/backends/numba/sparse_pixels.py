@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from numba import njit
 
-from fastnet.backends.numba.flags import NJIT_SIMD
+from fastnet.backends.numba.flags import INLINE, NJIT_SIMD
 from fastnet.backends.numba.vector import at, lane_count, vadd, vbroadcast, vfma, vload, vload4, vsplat, vstore, vzero
 
 
-@njit(**NJIT_SIMD)
+@njit(**NJIT_SIMD, **INLINE)
 def vectors_per_pass(Hp, lanes):
     """How many vectors of units one pass over a sample's entries handles: all of them up to
     three, else four (Hp is then a multiple of four vectors: asserted in .workspace)."""
@@ -81,7 +81,7 @@ def _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp):
         vstore(z, t + 3 * lanes, vadd(a3, c3))
 
 
-@njit(**NJIT_SIMD)
+@njit(**NJIT_SIMD, **INLINE)
 def sum_rows(z, lo, hi, idx, val, W1T, Hp):
     """z[:Hp] = sum over one sample's entries [lo, hi) of val[k] * W1T's row idx[k]: one pass over
     the entries per V vectors of units (vectors_per_pass), the sums held in registers."""
@@ -93,7 +93,7 @@ def sum_rows(z, lo, hi, idx, val, W1T, Hp):
             _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp)
 
 
-@njit(**NJIT_SIMD)
+@njit(**NJIT_SIMD, **INLINE)
 def forward(acts, z, n0, nb, ptr, idx, val, W1T, Hp, H):
     """acts[h, b] += sum over sample n0 + b's sparse non-zero pixels d of x[d] * W1[h, d]
     (unscaled): per sample, one pass over its entries per V vectors of units, the sums held in
@@ -129,7 +129,7 @@ def add_rows(rows, e, lo, hi, idx, val, Hp):
                 vstore(rows, p + 3 * lanes, vfma(d3, v, vload(rows, p + 3 * lanes)))
 
 
-@njit(**NJIT_SIMD)
+@njit(**NJIT_SIMD, **INLINE)
 def backward(w1t_grad, e, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
     """w1t_grad[d * Hp + h] += scale * sum_b deltas[h, b] * x_b[d] over each sample's sparse
     non-zero pixels. e (Hp,) is scratch whose entries from H on are zero."""
