@@ -151,9 +151,19 @@ class NumbaBackend(Backend):
         first_layer.gather_weights(b.W1T, b.Hp, net.flat, b.layers)
         batches = -(-len(order) // batch_size)
         losses, accuracies = np.empty(batches), np.empty(batches)
-        ran, stopped = epoch.run_epoch(net.flat, b.W1T, b.Hp, features, data.y, order, batch_size, lr,
-                                       math.nan if first_loss is None else float(first_loss), float(max_ratio),
-                                       b.layers, buffers, losses, accuracies, checked)
+        # the first layer's passes over each sample's entries are shared out among the threads
+        parts = 1 if checked else min(self._threads, sparse_pixels.passes(b.Hp, ws.lanes))
+        sync = np.zeros(2, np.int64)
+        results = [None] * parts
+
+        def run(part, worker):
+            results[part] = epoch.run_epoch(
+                net.flat, b.W1T, b.Hp, features, data.y, order, batch_size, lr,
+                math.nan if first_loss is None else float(first_loss), float(max_ratio), b.layers, buffers,
+                losses, accuracies, checked, part, parts, sync)
+
+        self._run_chunks(parts, run)  # parts <= threads: each part on a thread of its own, as the barrier needs
+        ran, stopped = results[0]
         return EpochResult(losses[:ran], accuracies[:ran], _STOPPED[stopped])
 
 

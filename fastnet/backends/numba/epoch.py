@@ -3,9 +3,13 @@ with no Python between batches.
 
 Why a kernel of its own: a batch of 64 is ~15 µs of arithmetic, while going back to Python for it
 (choosing its rows, checks, a parallel launch, the divergence check) costs several times that.
-Batches are sequential by nature (each starts from the previous one's parameters), and a batch of
-64 is too small to split across threads, so the epoch runs on one thread: its result does not
-depend on the thread count.
+Batches are sequential by nature (each starts from the previous one's parameters). Within a batch,
+the first layer (~90% of the time at hidden 64) is shared out by units: the kernel runs on up to
+as many threads as a sample's entries take passes (sparse_pixels.sum_rows: 4 vectors of units per
+pass), each thread summing and updating the units of its passes, and the threads meet twice per
+batch at a spin barrier (.sync) around the rest, which thread 0 runs. A unit is computed by the
+same code in the same order whichever thread runs it, so the result does not depend on the thread
+count.
 
 Layout. The samples are read in the caller's ``order`` straight from the dataset's compressed
 sparse rows of *all* non-zero pixels (``EpochFeatures``): a sample has ~150 of 784, and per sample
@@ -39,8 +43,9 @@ from fastnet.backends.numba.first_layer import _activate
 from fastnet.backends.numba.flags import INLINE, NJIT, NJIT_SIMD
 from fastnet.backends.numba.layers import B_AT, N_IN, N_OUT, W_AT
 from fastnet.backends.numba.softmax import softmax_xent
-from fastnet.backends.numba.sparse_pixels import add_rows, sum_rows
-from fastnet.backends.numba.vector import prefetch
+from fastnet.backends.numba.sparse_pixels import add_rows, sum_rows, vectors_per_pass
+from fastnet.backends.numba.sync import wait_all
+from fastnet.backends.numba.vector import lane_count, prefetch
 
 PREFETCH_AHEAD = 2  # samples: far enough for their entries to arrive, near enough to stay in cache
 
@@ -67,8 +72,8 @@ class EpochBuffers(NamedTuple):
     labels: np.ndarray  # (blocks, Bk) int64: each block's labels
     softmax_scratch: np.ndarray  # (3, Bk) the softmax's running max, total and exp values
     best_class: np.ndarray  # (Bk,) int64: the softmax's argmax
-    unit_sums: np.ndarray  # (Hp,) one sample's layer-1 sums
-    unit_deltas: np.ndarray  # (Hp,) one sample's layer-1 deltas, scaled (zero from H on)
+    unit_sums: np.ndarray  # (T, Hp) per thread: one sample's layer-1 sums
+    unit_deltas: np.ndarray  # (T, Hp) per thread: one sample's layer-1 deltas, scaled (zero from H on)
     flat_grad: np.ndarray  # (P,) the batch's gradient sums of b1 and layers 2..L (W1's region unused)
 
 
@@ -93,17 +98,19 @@ def _prefetch_rows(f, sample):
 
 
 @njit(**NJIT_SIMD, **INLINE)
-def _first_layer_sums(A, z, order, n0, nb, f, W1T, Hp, H):
+def _first_layer_sums(A, z, order, n0, nb, f, W1T, Hp, H, part, parts):
     """A[h, b] = sum over the entries k of sample order[n0 + b] of val[k] * W1[h, idx[k]]
-    (unscaled), for b < nb, with the full-batch pass's row sums (sparse_pixels.sum_rows); z (Hp,)
-    is scratch."""
+    (unscaled), for b < nb and the units h of this thread's passes (sparse_pixels.sum_rows, whose
+    row sums these are); z (Hp,) is scratch."""
     last = order.shape[0] - 1
+    width = vectors_per_pass(Hp, lane_count(W1T)) * lane_count(W1T)  # units per pass
     for b in range(nb):
         _prefetch_rows(f, order[min(n0 + b + PREFETCH_AHEAD, last)])
         sample = order[n0 + b]
-        sum_rows(z, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, W1T, Hp)
-        for h in range(H):
-            A[h, b] = z[h]
+        sum_rows(z, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, W1T, Hp, part, parts)
+        for t in range(part * width, H, parts * width):
+            for h in range(t, min(t + width, H)):
+                A[h, b] = z[h]
 
 
 @njit(**NJIT, **INLINE)
@@ -116,8 +123,10 @@ def _all_finite(a):
 
 
 @njit(**NJIT, **INLINE)
-def _batch(flat, W1T, Hp, f, y, order, s, n, lr, layers, buffers):
-    """Batch order[s : s + n]: forward, backward, update. Returns (loss sum, number correct)."""
+def _upper_layers(flat, f, y, order, s, n, lr, layers, buffers):
+    """Batch order[s : s + n] from its first-layer sums on: activation, upper layers, softmax, the
+    backward pass down to the first layer's deltas, and the update of b1 and layers 2..L. Returns
+    (loss sum, number correct)."""
     H, b0 = layers[0, N_OUT], layers[0, B_AT]
     Bk = buffers.acts.shape[2]
     flat_grad = buffers.flat_grad
@@ -130,7 +139,6 @@ def _batch(flat, W1T, Hp, f, y, order, s, n, lr, layers, buffers):
         acts, deltas, labels = buffers.acts[blk], buffers.deltas[blk], buffers.labels[blk]
         for b in range(nb):
             labels[b] = y[order[n0 + b]]
-        _first_layer_sums(acts, buffers.unit_sums, order, n0, nb, f, W1T, Hp, H)
         _activate(acts, nb, flat, layers, f.scale)
         upper_layers.forward(acts, nb, flat, layers)
         block_loss, block_correct = softmax_xent(acts, nb, layers, labels, 0, buffers.best_class, top, total, ex)
@@ -146,52 +154,85 @@ def _batch(flat, W1T, Hp, f, y, order, s, n, lr, layers, buffers):
     step = t(lr) * t(1 / n)
     for p in range(b0, flat.shape[0]):  # b1 and layers 2..L
         flat[p] -= step * flat_grad[p]
-    e = buffers.unit_deltas
-    c = -step * f.scale
+    return loss, correct
+
+
+@njit(**NJIT, **INLINE)
+def _first_layer_update(W1T, e, f, order, s, n, lr, deltas_by_block, Hp, H, part, parts):
+    """W1 -= lr / n * sum over the batch's samples of x_b outer d_b, sample by sample straight into
+    W1T, for the units of this thread's passes; e (Hp,) is scratch, zero from H on."""
+    Bk = deltas_by_block.shape[2]
+    t = W1T.dtype.type
+    c = -(t(lr) * t(1 / n)) * f.scale
     for blk in range(-(-n // Bk)):
         n0, nb = s + blk * Bk, min(Bk, n - blk * Bk)
-        deltas = buffers.deltas[blk]
+        deltas = deltas_by_block[blk]
         for b in range(nb):
             sample = order[n0 + b]
             for h in range(H):
-                e[h] = deltas[h, b] * c
-            add_rows(W1T, e, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, Hp)  # e: its deltas * -lr/n * scale
-    return loss, correct
+                e[h] = deltas[h, b] * c  # its deltas * -lr/n * scale
+            add_rows(W1T, e, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, Hp, part, parts)
 
 
 @njit(**NJIT)
 def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio, layers, buffers, losses, accuracies,
-              checked):
+              checked, part, parts, sync):
     """Batches order[0:batch_size], order[batch_size:2 * batch_size], ... until the end or the
     first unsound batch. W1 is read and updated in W1T (pixel-major, filled by the caller with
     first_layer.gather_weights) and written back into flat at the end. losses and
     accuracies get one entry per batch run; a NaN first_loss means "this epoch's first batch's".
 
-    The parameters are checked for NaN/inf after every batch only when ``checked``: a check of all
-    of W1 per batch would cost as much as the batch. Unchecked, an overflowing update of W1 shows
-    in the next batch's loss (NaN), which stops the epoch; the caller checks the parameters once at
-    the end and, if one is NaN/inf, runs the epoch again from the same start, checked, to find the
-    batch. Returns (batches run, RAN | BAD_LOSS | BAD_PARAMS)."""
+    Run by ``parts`` threads at once, thread ``part`` each (sync: their shared barrier, zeroed; see
+    .sync). The first layer's passes over a sample's entries (sparse_pixels.sum_rows) are shared
+    out: thread p sums and updates the units of passes p, p + parts, ... Thread 0 alone runs the
+    rest of each batch (the upper layers, the softmax, the divergence guard) between two barriers.
+    Every unit is computed by the same code in the same order whoever runs it: the result is
+    bit-identical for any number of threads.
+
+    The parameters are checked for NaN/inf after every batch only when ``checked`` (one thread
+    only): a check of all of W1 per batch would cost as much as the batch. Unchecked, an
+    overflowing update of W1 shows in the next batch's loss (NaN), which stops the epoch; the
+    caller checks the parameters once at the end and, if one is NaN/inf, runs the epoch again from
+    the same start, checked, to find the batch. Returns (batches run, RAN | BAD_LOSS | BAD_PARAMS)."""
     N = order.shape[0]
     D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
+    Bk = buffers.acts.shape[2]
+    z, e = buffers.unit_sums[part], buffers.unit_deltas[part]
     stopped = RAN
     i = 0
+    met = 0  # barriers met
     for s in range(0, N, batch_size):
         n = min(batch_size, N - s)
-        loss_sum, correct = _batch(flat, W1T, Hp, f, y, order, s, n, lr, layers, buffers)
-        loss = loss_sum / n
-        losses[i] = loss
-        accuracies[i] = correct / n
+        for blk in range(-(-n // Bk)):
+            n0, nb = s + blk * Bk, min(Bk, n - blk * Bk)
+            _first_layer_sums(buffers.acts[blk], z, order, n0, nb, f, W1T, Hp, H, part, parts)
+        if parts > 1:
+            met += 1
+            wait_all(sync, met * parts)
+        if part == 0:
+            loss_sum, correct = _upper_layers(flat, f, y, order, s, n, lr, layers, buffers)
+            loss = loss_sum / n
+            losses[i] = loss
+            accuracies[i] = correct / n
+            if first_loss != first_loss:
+                first_loss = loss
+            if not (np.isfinite(loss) and loss <= max_ratio * first_loss):
+                stopped = BAD_LOSS
+            sync[1] = stopped
+        if parts > 1:
+            met += 1
+            wait_all(sync, met * parts)
+            stopped = sync[1]
+        _first_layer_update(W1T, e, f, order, s, n, lr, buffers.deltas, Hp, H, part, parts)
         i += 1
-        if first_loss != first_loss:
-            first_loss = loss
-        if not (np.isfinite(loss) and loss <= max_ratio * first_loss):
-            stopped = BAD_LOSS
+        if stopped != RAN:  # the unsound batch's update is applied, as the generic epoch's
             break
         if checked and not (_all_finite(W1T) and _all_finite(flat[layers[0, B_AT]:])):
             stopped = BAD_PARAMS
             break
-    for h in range(H):
-        for d in range(D):
-            flat[w0 + h * D + d] = W1T[d * Hp + h]
+    width = vectors_per_pass(Hp, lane_count(W1T)) * lane_count(W1T)
+    for t in range(part * width, H, parts * width):
+        for h in range(t, min(t + width, H)):
+            for d in range(D):
+                flat[w0 + h * D + d] = W1T[d * Hp + h]
     return i, stopped

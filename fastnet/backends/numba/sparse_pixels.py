@@ -23,6 +23,11 @@ def vectors_per_pass(Hp, lanes):
     return min(Hp // lanes, 4)
 
 
+def passes(Hp, lanes):
+    """How many passes over a sample's entries sum_rows and add_rows make (from Python)."""
+    return Hp // (lanes * vectors_per_pass.py_func(Hp, lanes))
+
+
 @njit(**NJIT_SIMD)
 def _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp):
     """z[t : t + 2 lanes] = sum over entries k in [lo, hi) of val[k] * W1T[idx[k] * Hp + t : ...].
@@ -82,11 +87,12 @@ def _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp):
 
 
 @njit(**NJIT_SIMD, **INLINE)
-def sum_rows(z, lo, hi, idx, val, W1T, Hp):
+def sum_rows(z, lo, hi, idx, val, W1T, Hp, part, parts):
     """z[:Hp] = sum over one sample's entries [lo, hi) of val[k] * W1T's row idx[k]: one pass over
-    the entries per V vectors of units (vectors_per_pass), the sums held in registers."""
+    the entries per V vectors of units (vectors_per_pass), the sums held in registers. Only passes
+    part, part + parts, ... are made (a thread's share of them, see .epoch; 0, 1: all)."""
     V = vectors_per_pass(Hp, lane_count(W1T))
-    for t in range(0, Hp, V * lane_count(W1T)):
+    for t in range(part * V * lane_count(W1T), Hp, parts * V * lane_count(W1T)):
         if V == 2:
             _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp)
         else:
@@ -102,19 +108,20 @@ def forward(acts, z, n0, nb, ptr, idx, val, W1T, Hp, H):
         lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
         if lo == hi:
             continue
-        sum_rows(z, lo, hi, idx, val, W1T, Hp)
+        sum_rows(z, lo, hi, idx, val, W1T, Hp, 0, 1)
         for h in range(H):
             acts[h, b] += z[h]
 
 
 @njit(**NJIT_SIMD)
-def add_rows(rows, e, lo, hi, idx, val, Hp):
+def add_rows(rows, e, lo, hi, idx, val, Hp, part, parts):
     """rows[idx[k] * Hp + h] += e[h] * val[k] for one sample's entries [lo, hi): a pixel-major
     gradient (backward) or the weights themselves (a mini-batch update, .epoch). The sample's e
-    (Hp,) stays in registers, V vectors at a time."""
+    (Hp,) stays in registers, V vectors at a time; only passes part, part + parts, ... are made
+    (as in sum_rows)."""
     lanes = lane_count(rows)
     V = vectors_per_pass(Hp, lanes)
-    for t in range(0, Hp, V * lanes):
+    for t in range(part * V * lanes, Hp, parts * V * lanes):
         d0, d1 = vload(e, t), vload(e, t + lanes)
         d2 = vload(e, t + 2 * lanes) if V > 2 else d0
         d3 = vload(e, t + 3 * lanes) if V > 3 else d0
@@ -139,4 +146,4 @@ def backward(w1t_grad, e, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
             continue
         for h in range(H):
             e[h] = deltas[h, b] * scale
-        add_rows(w1t_grad, e, lo, hi, idx, val, Hp)
+        add_rows(w1t_grad, e, lo, hi, idx, val, Hp, 0, 1)

@@ -101,10 +101,11 @@ class Workspace:
         if e is None or e.acts.shape[0] < blocks:
             b = self.buffers
             dtype, (_, rows, B), Hp = b.acts.dtype, b.acts.shape, b.Hp
+            T = numba.config.NUMBA_NUM_THREADS
             self.epoch_buffers = e = EpochBuffers(
                 acts=np.zeros((blocks, rows, B), dtype), deltas=np.zeros((blocks, rows, B), dtype),
                 labels=np.zeros((blocks, B), np.int64), softmax_scratch=np.zeros((3, B), dtype),
-                best_class=np.zeros(B, np.int64), unit_sums=np.zeros(Hp, dtype), unit_deltas=np.zeros(Hp, dtype),
+                best_class=np.zeros(B, np.int64), unit_sums=np.zeros((T, Hp), dtype), unit_deltas=np.zeros((T, Hp), dtype),
                 flat_grad=np.zeros_like(self.mean_grad))
         return e
 
