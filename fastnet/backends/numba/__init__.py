@@ -31,8 +31,9 @@ One training step, module by module (``backend.step(net, X, y, lr=0.1)``):
 The layers are found through the layer table (:mod:`.layers`); the hand-vectorised kernels use
 the 256-bit vectors of :mod:`.vector`; every kernel's compile options come from :mod:`.flags` and
 its compiled code is cached on disk by :mod:`.kernel_cache`. The upper-layer and softmax block
-functions are written to be called by any pass over the data, a fused mini-batch epoch included
-(its place: ``epoch.py``, beside :mod:`.chunks`).
+functions are written to be called by any pass over the data, and the fused mini-batch epoch
+(:mod:`.epoch`) calls them too; its threads share each batch's first layer and meet at the spin
+barrier of :mod:`.sync`.
 """
 
 from fastnet.backends.numba.backend import BACKEND, NumbaBackend

@@ -43,7 +43,7 @@ def n_chunks(n_samples):
     return max(1, min(N_CHUNKS, n_samples // MIN_CHUNK_SAMPLES, -(-n_samples // BLOCK)))
 
 
-# Mini-batch epochs run in one serial compiled call (.epoch) for batches up to this size; larger
+# Mini-batch epochs run in one compiled call (.epoch) for batches up to this size; larger
 # batches are stepped one by one with the parallel full-batch kernels, where the two cores pay for
 # the Python between batches.
 FUSED_EPOCH_MAX_BATCH = 2048
