@@ -116,7 +116,7 @@ def say(message):
 def run(args, sizes, iterations):
     import fastnet
     from fastnet.data import load_mnist, split_dev
-    from fastnet.training import Diverged, fit
+    from fastnet.training import Diverged, fit, trains_in_mini_batches
 
     progress = not args.no_progress
     mnist = load_mnist(args.data_dir, progress=progress, say=say)
@@ -147,9 +147,11 @@ def run(args, sizes, iterations):
     finally:
         signal.signal(signal.SIGINT, previous)
 
-    dev_acc = backend.evaluate(net, split.X_dev, split.y_dev).accuracy
+    # evaluated as it trained: in batches after mini-batch training (numba: no other kernel to compile)
+    batch = args.batch_size if trains_in_mini_batches(args.batch_size, len(split.X_train)) else None
+    dev_acc = backend.evaluate(net, split.X_dev, split.y_dev, batch_size=batch).accuracy
     test_acc = None if mnist.test_images is None else \
-        backend.evaluate(net, mnist.test_images, mnist.test_labels).accuracy
+        backend.evaluate(net, mnist.test_images, mnist.test_labels, batch_size=batch).accuracy
     if diverged:
         print(f"fastnet: {diverged}", file=sys.stderr)
     elif interrupted:

@@ -85,7 +85,8 @@ def fit(net, X, y=None, iterations=500, lr=0.1, backend=None, batch_size=None, s
     data = X if isinstance(X, Dataset) else Dataset(X, y, n_inputs=net.sizes[0], n_classes=net.sizes[-1])
     if dev is not None and not isinstance(dev, Dataset):
         dev = Dataset(*dev, n_inputs=net.sizes[0], n_classes=net.sizes[-1])
-    mini_batch = batch_size is not None and batch_size < len(data)
+    mini_batch = trains_in_mini_batches(batch_size, len(data))
+    dev_batch = batch_size if mini_batch else None  # evaluate as it trains (numba: the same kernel)
     run = _Epochs(backend, net, data, lr, batch_size, seed) if mini_batch else _Steps(backend, net, data, lr)
     history = History(unit="epoch" if mini_batch else "step")
     bar = _bar(iterations, progress, backend.name)
@@ -96,7 +97,7 @@ def fit(net, X, y=None, iterations=500, lr=0.1, backend=None, batch_size=None, s
                 run(it, history)
             history.timed(time.perf_counter() - start)
             if dev is not None and eval_every and (it % eval_every == 0 or it == iterations):
-                history.dev_accuracy.append((history.steps, backend.evaluate(net, dev).accuracy))
+                history.dev_accuracy.append((history.steps, backend.evaluate(net, dev, batch_size=dev_batch).accuracy))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{history.loss[-1]:.4f}", acc=f"{history.accuracy[-1]:.4f}")
@@ -106,6 +107,12 @@ def fit(net, X, y=None, iterations=500, lr=0.1, backend=None, batch_size=None, s
         if bar is not None:
             bar.close()
     return history
+
+
+def trains_in_mini_batches(batch_size, n_samples):
+    """Whether fit trains in mini-batches (epochs) rather than full-batch steps: a batch size
+    below the number of samples."""
+    return batch_size is not None and batch_size < n_samples
 
 
 def _loss_limit(history):

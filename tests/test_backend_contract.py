@@ -8,6 +8,7 @@ import pytest
 
 import fastnet
 from fastnet.backends.base import EpochResult
+from fastnet.tolerances import TOLERANCES
 from tests.helpers import random_problem
 
 SIZES = (50, 13, 9, 4)  # two hidden layers, no width a whole number of vectors
@@ -72,6 +73,29 @@ def test_evaluate_forward_and_gradients_change_nothing(backend):
     probs = backend.forward(net, X)
     np.testing.assert_allclose(result.loss, -np.mean(np.log(probs[np.arange(len(y)), y])), rtol=1e-9)
     assert result.accuracy == np.mean(probs.argmax(axis=1) == y)
+
+
+# 1: every sample alone; 7: a last, shorter batch; 64 and 300 (MNIST-sized, one and three blocks of
+# 128 on the numba backend, and two threads there at hidden 64); 5000: above the numba backend's
+# fused-epoch limit (the generic batches); 100_000: one batch of everything
+@pytest.mark.parametrize("batch_size", [1, 7, 64, 300, 5000, 100_000])
+@pytest.mark.parametrize("sizes, dtype", [(SIZES, "float64"), ((784, 64, 10), "float32"), ((784, 64, 10), "float64")])
+def test_evaluate_in_batches_is_evaluate(backend, batch_size, sizes, dtype):
+    X, y = random_problem(6000, sizes, seed=4, kind="mixed")
+    net = fastnet.Network.init(sizes, dtype=dtype, seed=2)
+    flat = net.flat.copy()
+    whole = backend.evaluate(net, X, y)
+    batched = backend.evaluate(net, X, y, batch_size=batch_size)
+    np.testing.assert_array_equal(net.flat, flat)  # nothing changed
+    np.testing.assert_allclose(batched.loss, whole.loss, **TOLERANCES[dtype])  # only the sums' order differs
+    assert batched.accuracy == pytest.approx(whole.accuracy, abs=1 / len(X))  # a tie may fall either way
+
+
+@pytest.mark.parametrize("batch_size, error", [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError)])
+def test_evaluate_refuses_a_batch_size_that_is_not_a_count(backend, batch_size, error):
+    X, y = problem()
+    with pytest.raises(error, match="batch_size"):
+        backend.evaluate(fastnet.Network.init(SIZES), X, y, batch_size=batch_size)
 
 
 def test_update_is_gradient_descent(backend):

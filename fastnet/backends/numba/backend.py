@@ -131,17 +131,30 @@ class NumbaBackend(Backend):
         if batch_size > flags.FUSED_EPOCH_MAX_BATCH:
             return super()._epoch(net, data, lr, batch_size, order, first_loss, max_ratio)
         start = net.flat.copy()
-        result = self._fused_epoch(net, data, lr, batch_size, order, first_loss, max_ratio, checked=False)
+        result = self._fused_epoch(net, data, data.y, lr, batch_size, order, first_loss, max_ratio, checked=False)
         if not np.all(np.isfinite(net.flat)):  # find the update that overflowed, then undo it
             net.flat[:] = start
-            result = self._fused_epoch(net, data, lr, batch_size, order, first_loss, max_ratio, checked=True)
+            result = self._fused_epoch(net, data, data.y, lr, batch_size, order, first_loss, max_ratio, checked=True)
             net.flat[:] = start  # as the generic epoch: the parameters before the unsound update
             sound = len(result.losses) - 1
             if sound:
-                self._fused_epoch(net, data, lr, batch_size, order[:sound * batch_size], None, math.inf, checked=False)
+                self._fused_epoch(net, data, data.y, lr, batch_size, order[:sound * batch_size], None, math.inf,
+                                  checked=False)
         return result
 
-    def _fused_epoch(self, net, data, lr, batch_size, order, first_loss, max_ratio, checked):
+    def _evaluate_in_batches(self, net, data, labels, batch_size):
+        """Through the mini-batch kernel (.epoch), forward only: a run training in mini-batches has
+        compiled it already, and need not compile the full-batch pass as well to evaluate."""
+        if batch_size > flags.FUSED_EPOCH_MAX_BATCH:  # runs with such batches train with the full-batch pass
+            return super()._evaluate_in_batches(net, data, labels, batch_size)
+        n = len(data)
+        result = self._fused_epoch(net, data, labels, 0.0, batch_size, np.arange(n), None, math.inf, checked=False,
+                                   train=False)
+        sizes = np.full(len(result.losses), batch_size)
+        sizes[-1] = n - batch_size * (len(sizes) - 1)
+        return StepResult(float(result.losses @ sizes / n), float(result.accuracies @ sizes / n))
+
+    def _fused_epoch(self, net, data, labels, lr, batch_size, order, first_loss, max_ratio, checked, train=True):
         dtype = net.dtype
         features = data.prepared(("numba-epoch", dtype.name), lambda X: epoch_features(X, dtype),
                                  take=subset_epoch_features)
@@ -158,9 +171,9 @@ class NumbaBackend(Backend):
 
         def run(part, worker):
             results[part] = epoch.run_epoch(
-                net.flat, b.W1T, b.Hp, features, data.y, order, batch_size, lr,
+                net.flat, b.W1T, b.Hp, features, labels, order, batch_size, lr,
                 math.nan if first_loss is None else float(first_loss), float(max_ratio), b.layers, buffers,
-                losses, accuracies, checked, part, parts, sync)
+                losses, accuracies, checked, part, parts, sync, train)
 
         self._run_chunks(parts, run)  # parts <= threads: each part on a thread of its own, as the barrier needs
         ran, stopped = results[0]

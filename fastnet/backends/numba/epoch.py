@@ -123,10 +123,10 @@ def _all_finite(a):
 
 
 @njit(**NJIT, **INLINE)
-def _upper_layers(flat, f, y, order, s, n, lr, layers, buffers):
-    """Batch order[s : s + n] from its first-layer sums on: activation, upper layers, softmax, the
-    backward pass down to the first layer's deltas, and the update of b1 and layers 2..L. Returns
-    (loss sum, number correct)."""
+def _upper_layers(flat, f, y, order, s, n, lr, layers, buffers, train):
+    """Batch order[s : s + n] from its first-layer sums on: activation, upper layers, softmax and,
+    if ``train``, the backward pass down to the first layer's deltas and the update of b1 and
+    layers 2..L. Returns (loss sum, number correct)."""
     H, b0 = layers[0, N_OUT], layers[0, B_AT]
     Bk = buffers.acts.shape[2]
     flat_grad = buffers.flat_grad
@@ -144,16 +144,19 @@ def _upper_layers(flat, f, y, order, s, n, lr, layers, buffers):
         block_loss, block_correct = softmax_xent(acts, nb, layers, labels, 0, buffers.best_class, top, total, ex)
         loss += block_loss
         correct += block_correct
+        if not train:
+            continue
         upper_layers.backward(flat_grad, deltas, acts, nb, labels, 0, flat, layers)
         for h in range(H):  # b1's gradient
             acc = flat_grad[b0 + h]
             for b in range(nb):
                 acc += deltas[h, b]
             flat_grad[b0 + h] = acc
-    t = flat.dtype.type
-    step = t(lr) * t(1 / n)
-    for p in range(b0, flat.shape[0]):  # b1 and layers 2..L
-        flat[p] -= step * flat_grad[p]
+    if train:
+        t = flat.dtype.type
+        step = t(lr) * t(1 / n)
+        for p in range(b0, flat.shape[0]):  # b1 and layers 2..L
+            flat[p] -= step * flat_grad[p]
     return loss, correct
 
 
@@ -176,7 +179,7 @@ def _first_layer_update(W1T, e, f, order, s, n, lr, deltas_by_block, Hp, H, part
 
 @njit(**NJIT)
 def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio, layers, buffers, losses, accuracies,
-              checked, part, parts, sync):
+              checked, part, parts, sync, train):
     """Batches order[0:batch_size], order[batch_size:2 * batch_size], ... until the end or the
     first unsound batch. W1 is read and updated in W1T (pixel-major, filled by the caller with
     first_layer.gather_weights) and written back into flat at the end. losses and
@@ -193,7 +196,10 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
     only): a check of all of W1 per batch would cost as much as the batch. Unchecked, an
     overflowing update of W1 shows in the next batch's loss (NaN), which stops the epoch; the
     caller checks the parameters once at the end and, if one is NaN/inf, runs the epoch again from
-    the same start, checked, to find the batch. Returns (batches run, RAN | BAD_LOSS | BAD_PARAMS)."""
+    the same start, checked, to find the batch. Returns (batches run, RAN | BAD_LOSS | BAD_PARAMS).
+
+    Not ``train``: every batch's forward pass only, its loss and accuracy recorded, nothing
+    changed and nothing stopped (an evaluation: the backend's evaluate in batches)."""
     N = order.shape[0]
     D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
     Bk = buffers.acts.shape[2]
@@ -210,20 +216,21 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
             met += 1
             wait_all(sync, met * parts)
         if part == 0:
-            loss_sum, correct = _upper_layers(flat, f, y, order, s, n, lr, layers, buffers)
+            loss_sum, correct = _upper_layers(flat, f, y, order, s, n, lr, layers, buffers, train)
             loss = loss_sum / n
             losses[i] = loss
             accuracies[i] = correct / n
             if first_loss != first_loss:
                 first_loss = loss
-            if not (np.isfinite(loss) and loss <= max_ratio * first_loss):
+            if train and not (np.isfinite(loss) and loss <= max_ratio * first_loss):
                 stopped = BAD_LOSS
             sync[1] = stopped
         if parts > 1:
             met += 1
             wait_all(sync, met * parts)
             stopped = sync[1]
-        _first_layer_update(W1T, e, f, order, s, n, lr, buffers.deltas, Hp, H, part, parts)
+        if train:
+            _first_layer_update(W1T, e, f, order, s, n, lr, buffers.deltas, Hp, H, part, parts)
         i += 1
         if stopped != RAN:  # the unsound batch's update is applied, as the generic epoch's
             break
@@ -231,7 +238,7 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
             stopped = BAD_PARAMS
             break
     width = vectors_per_pass(Hp, lane_count(W1T)) * lane_count(W1T)
-    for t in range(part * width, H, parts * width):
+    for t in range(part * width, H if train else 0, parts * width):
         for h in range(t, min(t + width, H)):
             for d in range(D):
                 flat[w0 + h * D + d] = W1T[d * Hp + h]
