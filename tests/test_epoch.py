@@ -3,6 +3,8 @@ and the same parameters after several epochs, on every batch size from 1 to the 
 last partial batch, any depth and width; the same stop, at the same batch, with the same kept
 parameters, when a batch diverges; and the same result for any thread count."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -119,3 +121,24 @@ def test_fit_in_mini_batches_matches_the_reference_after_two_epochs(backend_name
     assert history.steps == reference.steps == 2 * 47
     np.testing.assert_allclose(history.loss, reference.loss, **TOLERANCES["float64"])
     np.testing.assert_allclose(net.flat, ref.flat, **TOLERANCES["float64"])
+
+
+def test_epochs_of_two_networks_in_two_threads_give_their_results_alone(backend, seed_split):
+    """Hidden 64: each numba epoch runs its own threads, which meet at barriers; two callers at once
+    must neither wait on each other for ever nor change each other's results."""
+    X, y = seed_split.X_train[:2000], seed_split.y_train[:2000]
+    data = fastnet.Dataset(X, y)
+    order = np.random.default_rng(5).permutation(len(X))
+    nets = [fastnet.Network.init((784, 64, 10), seed=seed, dtype="float32") for seed in (1, 2)]
+    alone = [net.copy() for net in nets]
+    for net in alone:
+        backend.epoch(net, data, lr=0.1, batch_size=64, order=order)
+    threads = [threading.Thread(target=backend.epoch, args=(net, data), kwargs=dict(lr=0.1, batch_size=64, order=order),
+                                daemon=True) for net in nets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not any(thread.is_alive() for thread in threads)
+    for net, expected in zip(nets, alone):
+        np.testing.assert_array_equal(net.flat, expected.flat)

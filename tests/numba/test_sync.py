@@ -12,15 +12,17 @@ from fastnet.backends.numba.sync import wait_all
 @njit(nogil=True)
 def _rounds(sync, part, parts, written, rounds):
     """Each round: write this thread's round number, meet, check every other thread's; the first
-    round where one was not seen (0: none)."""
+    round where one was not seen (0: none). Every barrier is met even then: a thread that left
+    early would leave the others waiting for ever."""
+    missed = 0
     for k in range(1, rounds + 1):
         written[part] = k
         wait_all(sync, (2 * k - 1) * parts)
         for other in range(parts):
-            if written[other] != k:
-                return k
+            if written[other] != k and missed == 0:
+                missed = k
         wait_all(sync, 2 * k * parts)  # nobody writes round k + 1 before everyone has read round k
-    return 0
+    return missed
 
 
 def test_two_threads_see_each_others_writes_at_every_barrier():
@@ -32,7 +34,7 @@ def test_two_threads_see_each_others_writes_at_every_barrier():
     def run(part):
         missed[part] = _rounds(sync, part, parts, written, rounds)
 
-    helper = threading.Thread(target=run, args=(1,))
+    helper = threading.Thread(target=run, args=(1,), daemon=True)  # never holds pytest up
     helper.start()
     run(0)
     helper.join(timeout=60)

@@ -159,25 +159,48 @@ class NumbaBackend(Backend):
         features = data.prepared(("numba-epoch", dtype.name), lambda X: epoch_features(X, dtype),
                                  take=subset_epoch_features)
         ws = self._workspace(net)
-        buffers = ws.for_epoch(-(-min(batch_size, len(order)) // flags.BLOCK))
         b = ws.buffers
+        # the first layer's passes over each sample's entries are shared out among the threads
+        parts = 1 if checked else min(self._threads, sparse_pixels.passes(b.Hp, ws.lanes))
+        buffers = ws.for_epoch(-(-min(batch_size, len(order)) // flags.BLOCK), parts)
         first_layer.gather_weights(b.W1T, b.Hp, net.flat, b.layers)
         batches = -(-len(order) // batch_size)
         losses, accuracies = np.empty(batches), np.empty(batches)
-        # the first layer's passes over each sample's entries are shared out among the threads
-        parts = 1 if checked else min(self._threads, sparse_pixels.passes(b.Hp, ws.lanes))
         sync = np.zeros(2, np.int64)
         results = [None] * parts
 
-        def run(part, worker):
+        def run(part):
             results[part] = epoch.run_epoch(
                 net.flat, b.W1T, b.Hp, features, labels, order, batch_size, lr,
                 math.nan if first_loss is None else float(first_loss), float(max_ratio), b.layers, buffers,
                 losses, accuracies, checked, part, parts, sync, train)
 
-        self._run_chunks(parts, run)  # parts <= threads: each part on a thread of its own, as the barrier needs
+        _run_together(parts, run)
         ran, stopped = results[0]
         return EpochResult(losses[:ran], accuracies[:ran], _STOPPED[stopped])
+
+
+def _run_together(parts, run):
+    """run(part) for every part at the same time, each on a thread of its own (part 0 on the
+    calling thread), as parts that meet at a barrier (.sync) need: never queued behind other work
+    on the shared pool, where a part waiting at a barrier could hold up the one it waits for."""
+    errors = []
+
+    def helper(part):
+        try:
+            run(part)
+        except BaseException as error:  # re-raised in the calling thread below
+            errors.append(error)
+
+    helpers = [threading.Thread(target=helper, args=(part,), name=f"fastnet-epoch-{part}", daemon=True)
+               for part in range(1, parts)]
+    for thread in helpers:
+        thread.start()
+    run(0)
+    for thread in helpers:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 BACKEND = NumbaBackend()

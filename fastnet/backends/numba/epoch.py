@@ -72,8 +72,8 @@ class EpochBuffers(NamedTuple):
     labels: np.ndarray  # (blocks, Bk) int64: each block's labels
     softmax_scratch: np.ndarray  # (3, Bk) the softmax's running max, total and exp values
     best_class: np.ndarray  # (Bk,) int64: the softmax's argmax
-    unit_sums: np.ndarray  # (T, Hp) per thread: one sample's layer-1 sums
-    unit_deltas: np.ndarray  # (T, Hp) per thread: one sample's layer-1 deltas, scaled (zero from H on)
+    unit_sums: np.ndarray  # (parts, Hp) per thread: one sample's layer-1 sums
+    unit_deltas: np.ndarray  # (parts, Hp) per thread: one sample's layer-1 deltas, scaled (zero from H on)
     flat_grad: np.ndarray  # (P,) the batch's gradient sums of b1 and layers 2..L (W1's region unused)
 
 

@@ -93,20 +93,22 @@ class Workspace:
         self.no_probs = np.zeros((0, sizes[-1]), dtype)  # "no probabilities wanted"
         self.epoch_buffers = None
 
-    def for_epoch(self, blocks):
-        """EpochBuffers for batches of up to ``blocks`` blocks of B samples (kept for the largest yet).
-        Like the pass's, each block's rows run past the units by UNIT_TILE, and unit_deltas is
-        zero from H on (epoch._first_layer_update reads whole vectors of it)."""
+    def for_epoch(self, blocks, parts):
+        """EpochBuffers for batches of up to ``blocks`` blocks of B samples, run by ``parts``
+        threads (kept for the largest of each yet). Like the pass's, each block's rows run past
+        the units by UNIT_TILE, and unit_deltas is zero from H on (epoch._first_layer_update reads
+        whole vectors of it)."""
         e = self.epoch_buffers
-        if e is None or e.acts.shape[0] < blocks:
+        if e is None or e.acts.shape[0] < blocks or e.unit_sums.shape[0] < parts:
             b = self.buffers
             dtype, (_, rows, B), Hp = b.acts.dtype, b.acts.shape, b.Hp
-            T = numba.config.NUMBA_NUM_THREADS
+            blocks = max(blocks, 0 if e is None else e.acts.shape[0])
+            parts = max(parts, 0 if e is None else e.unit_sums.shape[0])
             self.epoch_buffers = e = EpochBuffers(
                 acts=np.zeros((blocks, rows, B), dtype), deltas=np.zeros((blocks, rows, B), dtype),
                 labels=np.zeros((blocks, B), np.int64), softmax_scratch=np.zeros((3, B), dtype),
-                best_class=np.zeros(B, np.int64), unit_sums=np.zeros((T, Hp), dtype), unit_deltas=np.zeros((T, Hp), dtype),
-                flat_grad=np.zeros_like(self.mean_grad))
+                best_class=np.zeros(B, np.int64), unit_sums=_zeros_aligned((parts, Hp), dtype),
+                unit_deltas=_zeros_aligned((parts, Hp), dtype), flat_grad=np.zeros_like(self.mean_grad))
         return e
 
     def for_pass(self, n_dense_pixels):
