@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastnet
+from fastnet.data import load_mnist
 from fastnet.data.formats import csv_text
 from tests.commands import RUNNERS
 from tests.helpers import REFERENCE
@@ -61,6 +62,26 @@ def test_seed_csv_workflow_trains_and_predicts_with_default_flags(seed_dir, tmp_
     assert done.returncode == 0, done.stderr
     assert len(out.read_text().strip().splitlines()) == 400 + 1  # a header, then one row per image
     assert "accuracy" in done.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_seed_csv_trains_in_mini_batches_with_default_flags(seed_dir, tmp_path, mode, backend_name):
+    """--batch-size 64 --epochs 2 (3,000 images): one bar step per epoch; the dev and test sets are
+    evaluated in batches (the numba backend: with the epoch kernel); the printed test accuracy is
+    the saved model's on the test CSV."""
+    model = tmp_path / "model.npz"
+    done = RUNNERS[mode]("fastnet.train", "--backend", backend_name, "--data-dir", seed_dir, "--batch-size", 64,
+                         "--epochs", 2, "--save", model)
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    assert "mini-batch 64, 2 epochs" in done.stderr + done.stdout
+    if mode == "terminal":
+        assert f"training ({backend_name})" in done.stdout and "2/2" in done.stdout
+    printed = float(done.stdout.split("test accuracy ")[1].split()[0])
+    test = load_mnist(seed_dir, download=False, progress=False)
+    net = fastnet.Network.load(model)
+    assert printed == pytest.approx(fastnet.get_backend(backend_name).evaluate(
+        net, test.test_images, test.test_labels).accuracy, abs=5e-5)  # printed to 4 decimals
 
 
 @pytest.mark.parametrize("mode", MODES)
