@@ -16,6 +16,7 @@ from fastnet.data import load_mnist, split_dev
 from tests.helpers import real_mnist_dir
 
 RESULTS = {}  # Case -> median seconds per step, filled by each timed benchmark
+FLOORS = {}  # Case -> the hardware floor's share of its median step (fastnet.benchmarks.floor_seconds)
 STARTS = {}  # "step" | "epoch" -> (cold, warm) seconds of a fresh process to its first result
 
 TARGETS = [  # (faster case, slower case, minimum speed-up, what it is)
@@ -78,6 +79,11 @@ def pytest_terminal_summary(terminalreporter):
         for path, (cold, warm) in STARTS.items():
             terminalreporter.line(f"first {path}: {cold:.1f} s with an empty kernel cache, {warm:.2f} s warm "
                                   f"(goals: <= 6 s cold, <= 1 s warm)")
+    if FLOORS:
+        terminalreporter.section("share of the hardware floor reached (floor / median step; not asserted)")
+        for case, fraction in FLOORS.items():
+            if case.n is None:
+                terminalreporter.line(f"{case.group} {case.label}: {fraction:.0%}")
     goals = target_report(GOALS, scaling=False)
     if goals:
         terminalreporter.section("goals of open work (reported, not failing the run)")

@@ -9,10 +9,10 @@ compilation) outside the timed region, then times whole steps. Run:
 
 import pytest
 
-from fastnet.benchmarks import (MAIN_CASES, PEER_CASES, SCALING_CASES, WIDE_CASES, check_agreement, make_step, samples,
-                                settle)
+from fastnet.benchmarks import (MAIN_CASES, PEER_CASES, SCALING_CASES, WIDE_CASES, check_agreement, floor_seconds,
+                                make_step, samples, settle)
 from fastnet.peers import missing_reason
-from bench.conftest import RESULTS
+from bench.conftest import FLOORS, RESULTS
 
 ROUNDS = {10: 30, 128: 7}  # per hidden width: a median robust to this shared VM's slow spells, in the time budget
 SCALING_ROUNDS = {10_000: 60, 59_000: 20, 236_000: 8}
@@ -35,6 +35,10 @@ def run_case(benchmark, case, X, y, rounds):
         median = benchmark.stats.stats.median  # robust to the odd slow round on a shared VM
         benchmark.extra_info["samples_per_s"] = n / median
         RESULTS[case] = median
+        floor = floor_seconds(case, X, y)
+        if floor is not None:
+            benchmark.extra_info["floor_seconds"] = floor
+            benchmark.extra_info["floor_fraction"] = FLOORS[case] = floor / median
 
 
 @pytest.mark.parametrize("case", MAIN_CASES + WIDE_CASES + PEER_CASES, ids=lambda c: f"{c.group}-{c.label}")

@@ -17,8 +17,9 @@ import sys
 import tempfile
 import time
 
-from fastnet.benchmarks import (EPOCH_CASES, MAIN_CASES, PEER_CASES, SCALING_CASES, WIDE_CASES, Case, check_agreement,
-                                check_epoch_agreement, time_case, time_epoch)
+from fastnet.benchmarks import (EPOCH_CASES, FMA_UNITS, MAIN_CASES, PEER_CASES, SCALING_CASES, VECTOR_BITS, WIDE_CASES,
+                                Case, check_agreement, check_epoch_agreement, clock_hz, floor_seconds, time_case,
+                                time_epoch)
 from fastnet.peers import missing_reason
 from fastnet.cli import prog_name
 
@@ -101,21 +102,27 @@ def epoch_table(results, X):
     return rows
 
 
-def table(results, X):
-    """Rows of (group, backend, ms/step, samples/s, speed-up over numpy float64 of the same shape)."""
+def table(results, X, y):
+    """Rows of (group, backend, ms/step, samples/s, speed-up over numpy float64 of the same shape,
+    the hardware floor's share of the step)."""
     rows = []
     for case, seconds in results.items():
         n = case.n or len(X)
         base = results.get(Case("numpy", "float64", case.hidden, case.n))
         speedup = f"{base / seconds:.1f}x" if base else ""
-        rows.append((case.group, case.label, f"{seconds * 1e3:.1f}", f"{n / seconds:,.0f}", speedup))
+        floor = floor_seconds(case, X, y)
+        rows.append((case.group, case.label, f"{seconds * 1e3:.1f}", f"{n / seconds:,.0f}", speedup,
+                     "" if floor is None else f"{floor / seconds:.0%}"))
     return rows
 
 
-def print_table(rows, markdown, head=("case", "backend", "ms/step", "samples/s", "vs numpy f64")):
+STEP_HEAD = ("case", "backend", "ms/step", "samples/s", "vs numpy f64", "floor reached")
+
+
+def print_table(rows, markdown, head=STEP_HEAD):
     if markdown:
         print("| " + " | ".join(head) + " |")
-        print("|" + "|".join(["---"] * 2 + ["---:"] * 3) + "|")
+        print("|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|")
         for r in rows:
             print("| " + " | ".join(r) + " |")
         return
@@ -175,7 +182,12 @@ def main(argv=None):
     results = measure(cases, X, y, args.rounds)
     print(f"\nMedian of {args.rounds} full-batch steps per case on {len(X):,} MNIST training images "
           f"(the seed split), after one untimed warm-up step; {machine()}.\n")
-    print_table(table(results, X), args.markdown)
+    print_table(table(results, X, y), args.markdown)
+    if clock_hz() is not None:
+        print(f"\n\"floor reached\": the step's hardware floor divided by its time. The floor: the first "
+              f"layer's 2 x nnz x H multiply-adds (forward and weight gradient over the non-zero pixels) at "
+              f"{os.cpu_count()} cores x {FMA_UNITS} FMA units x {VECTOR_BITS}-bit vectors x "
+              f"{clock_hz() / 1e9:.2f} GHz.")
     if not args.no_epochs:
         epoch_cases = [c for c in EPOCH_CASES if not missing_reason(c.backend)]
         rounds = max(1, args.rounds // 5)

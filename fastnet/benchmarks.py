@@ -12,6 +12,7 @@ optional peers (:mod:`fastnet.peers`: ``torch``, ``jax``) are what a user would 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -79,6 +80,33 @@ SCALING_CASES = [Case("numba", "float32", n=n) for n in (10_000, 59_000, 236_000
 PEER_CASES = [Case(peer, "float32") for peer in PEER_CLASSES] + [Case("torch", "float32", hidden=128)]
 EPOCH_CASES = [EpochCase(b, hidden, batch) for hidden in (64, 10) for batch in (64, 256)
                for b in ("numpy", "numba", "torch")]
+
+
+# The hardware floor of a full-batch step: the multiply-adds no implementation can skip -- the
+# first layer's forward sums and weight gradient over the non-zero pixels, 2 x nnz x H -- at the
+# CPU's peak rate: every core's FMA units on full 256-bit vectors, at the clock /proc/cpuinfo
+# reports. Everything else (upper layers, softmax, reading the data) is left out: it is a floor.
+FMA_UNITS = 2  # fused multiply-add pipes per core (AMD Zen 3 and 4, Intel since Haswell)
+VECTOR_BITS = 256  # AVX2, as the numba kernels use
+
+
+def clock_hz():
+    """This CPU's clock as /proc/cpuinfo reports it, or None (then no floor is given)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return float(next(line.split(":")[1] for line in f if line.startswith("cpu MHz"))) * 1e6
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def floor_seconds(case, X, y):
+    """The floor of one full-batch step of ``case`` (see FMA_UNITS), or None without a clock."""
+    clock = clock_hz()
+    if clock is None:
+        return None
+    lanes = VECTOR_BITS // (8 * np.dtype(case.dtype).itemsize)
+    peak = (os.cpu_count() or 1) * FMA_UNITS * lanes * clock  # multiply-adds per second
+    return 2 * np.count_nonzero(samples(X, y, case.n)[0]) * case.hidden / peak
 
 
 def samples(X, y, n):

@@ -234,7 +234,13 @@ def test_benchmark_report_prints_a_table(mnist_dir, tmp_path):
     from fastnet.peers import available, missing_reason
 
     rows = [l for l in done.stdout.splitlines() if l.startswith("| 784-10-10")]
-    assert len(rows) == 6 + len(available()) and all(l.count("|") == 6 for l in rows)
+    assert len(rows) == 6 + len(available()) and all(l.count("|") == 7 for l in rows)
+    from fastnet.benchmarks import clock_hz
+
+    if clock_hz() is not None:  # the floor's share of each step: a percentage no step can pass
+        shares = [float(l.split("|")[-2].strip().rstrip("%")) for l in rows]
+        assert all(0 < share <= 100 for share in shares), rows
+        assert "hardware floor divided by its time" in done.stdout
     epoch_rows = [l for l in done.stdout.splitlines() if l.startswith("| epoch ")]
     assert len(epoch_rows) == sum(not missing_reason(c.backend) for c in EPOCH_CASES)
     assert all(l.count("|") == 6 for l in epoch_rows)
