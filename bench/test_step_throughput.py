@@ -35,7 +35,7 @@ def run_case(benchmark, case, X, y, rounds):
         median = benchmark.stats.stats.median  # robust to the odd slow round on a shared VM
         benchmark.extra_info["samples_per_s"] = n / median
         RESULTS[case] = median
-        floor = floor_seconds(case, X, y)
+        floor = floor_seconds(case, X)
         if floor is not None:
             benchmark.extra_info["floor_seconds"] = floor
             benchmark.extra_info["floor_fraction"] = FLOORS[case] = floor / median

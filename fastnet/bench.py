@@ -17,9 +17,9 @@ import sys
 import tempfile
 import time
 
-from fastnet.benchmarks import (EPOCH_CASES, FMA_UNITS, MAIN_CASES, PEER_CASES, SCALING_CASES, VECTOR_BITS, WIDE_CASES,
-                                Case, check_agreement, check_epoch_agreement, clock_hz, floor_seconds, time_case,
-                                time_epoch)
+from fastnet.backends.numba.vector import VECTOR_BITS
+from fastnet.benchmarks import (EPOCH_CASES, FMA_UNITS, MAIN_CASES, PEER_CASES, SCALING_CASES, WIDE_CASES, Case,
+                                check_agreement, check_epoch_agreement, clock_hz, floor_seconds, time_case, time_epoch)
 from fastnet.peers import missing_reason
 from fastnet.cli import prog_name
 
@@ -102,7 +102,7 @@ def epoch_table(results, X):
     return rows
 
 
-def table(results, X, y):
+def table(results, X):
     """Rows of (group, backend, ms/step, samples/s, speed-up over numpy float64 of the same shape,
     the hardware floor's share of the step)."""
     rows = []
@@ -110,7 +110,7 @@ def table(results, X, y):
         n = case.n or len(X)
         base = results.get(Case("numpy", "float64", case.hidden, case.n))
         speedup = f"{base / seconds:.1f}x" if base else ""
-        floor = floor_seconds(case, X, y)
+        floor = floor_seconds(case, X)
         rows.append((case.group, case.label, f"{seconds * 1e3:.1f}", f"{n / seconds:,.0f}", speedup,
                      "" if floor is None else f"{floor / seconds:.0%}"))
     return rows
@@ -182,7 +182,7 @@ def main(argv=None):
     results = measure(cases, X, y, args.rounds)
     print(f"\nMedian of {args.rounds} full-batch steps per case on {len(X):,} MNIST training images "
           f"(the seed split), after one untimed warm-up step; {machine()}.\n")
-    print_table(table(results, X, y), args.markdown)
+    print_table(table(results, X), args.markdown)
     if clock_hz() is not None:
         print(f"\n\"floor reached\": the step's hardware floor divided by its time. The floor: the first "
               f"layer's 2 x nnz x H multiply-adds (forward and weight gradient over the non-zero pixels) at "

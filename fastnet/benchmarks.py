@@ -12,6 +12,7 @@ optional peers (:mod:`fastnet.peers`: ``torch``, ``jax``) are what a user would 
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import fastnet
+from fastnet.backends.numba.vector import VECTOR_BITS, dtype_lane_count
 from fastnet.peers import PEER_CLASSES, make_peer
 from fastnet.tolerances import TOLERANCES
 
@@ -84,12 +86,13 @@ EPOCH_CASES = [EpochCase(b, hidden, batch) for hidden in (64, 10) for batch in (
 
 # The hardware floor of a full-batch step: the multiply-adds no implementation can skip -- the
 # first layer's forward sums and weight gradient over the non-zero pixels, 2 x nnz x H -- at the
-# CPU's peak rate: every core's FMA units on full 256-bit vectors, at the clock /proc/cpuinfo
-# reports. Everything else (upper layers, softmax, reading the data) is left out: it is a floor.
+# CPU's peak rate: every core's FMA units on full vectors (VECTOR_BITS, as the numba kernels use),
+# at the clock /proc/cpuinfo reports. Everything else (upper layers, softmax, reading the data) is
+# left out: it is a floor.
 FMA_UNITS = 2  # fused multiply-add pipes per core (AMD Zen 3 and 4, Intel since Haswell)
-VECTOR_BITS = 256  # AVX2, as the numba kernels use
 
 
+@functools.cache
 def clock_hz():
     """This CPU's clock as /proc/cpuinfo reports it, or None (then no floor is given)."""
     try:
@@ -99,14 +102,15 @@ def clock_hz():
         return None
 
 
-def floor_seconds(case, X, y):
-    """The floor of one full-batch step of ``case`` (see FMA_UNITS), or None without a clock."""
+def floor_seconds(case, X):
+    """The floor of one full-batch step of ``case`` on X (see FMA_UNITS), or None without a clock."""
     clock = clock_hz()
     if clock is None:
         return None
-    lanes = VECTOR_BITS // (8 * np.dtype(case.dtype).itemsize)
-    peak = (os.cpu_count() or 1) * FMA_UNITS * lanes * clock  # multiply-adds per second
-    return 2 * np.count_nonzero(samples(X, y, case.n)[0]) * case.hidden / peak
+    peak = (os.cpu_count() or 1) * FMA_UNITS * dtype_lane_count(np.dtype(case.dtype)) * clock  # multiply-adds/s
+    per_row = np.count_nonzero(X, axis=1)
+    nnz = per_row.sum() if case.n is None else np.resize(per_row, case.n).sum()  # rows as samples() tiles them
+    return 2 * int(nnz) * case.hidden / peak
 
 
 def samples(X, y, n):
