@@ -98,12 +98,11 @@ def _prefetch_rows(f, sample):
 
 
 @njit(**NJIT_SIMD, **INLINE)
-def _first_layer_sums(A, z, order, n0, nb, f, W1T, Hp, H, part, parts):
+def _first_layer_sums(A, z, order, n0, nb, f, W1T, Hp, H, width, part, parts):
     """A[h, b] = sum over the entries k of sample order[n0 + b] of val[k] * W1[h, idx[k]]
-    (unscaled), for b < nb and the units h of this thread's passes (sparse_pixels.sum_rows, whose
-    row sums these are); z (Hp,) is scratch."""
+    (unscaled), for b < nb and the units h of this thread's passes, ``width`` units each
+    (sparse_pixels.sum_rows, whose row sums these are); z (Hp,) is scratch."""
     last = order.shape[0] - 1
-    width = vectors_per_pass(Hp, lane_count(W1T)) * lane_count(W1T)  # units per pass
     for b in range(nb):
         _prefetch_rows(f, order[min(n0 + b + PREFETCH_AHEAD, last)])
         sample = order[n0 + b]
@@ -203,6 +202,7 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
     N = order.shape[0]
     D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
     Bk = buffers.acts.shape[2]
+    width = vectors_per_pass(Hp, lane_count(W1T)) * lane_count(W1T)  # units per pass over a sample's entries
     z, e = buffers.unit_sums[part], buffers.unit_deltas[part]
     stopped = RAN
     i = 0
@@ -211,7 +211,7 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
         n = min(batch_size, N - s)
         for blk in range(-(-n // Bk)):
             n0, nb = s + blk * Bk, min(Bk, n - blk * Bk)
-            _first_layer_sums(buffers.acts[blk], z, order, n0, nb, f, W1T, Hp, H, part, parts)
+            _first_layer_sums(buffers.acts[blk], z, order, n0, nb, f, W1T, Hp, H, width, part, parts)
         if parts > 1:
             met += 1
             wait_all(sync, met * parts)
@@ -237,9 +237,9 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
         if checked and not (_all_finite(W1T) and _all_finite(flat[layers[0, B_AT]:])):
             stopped = BAD_PARAMS
             break
-    width = vectors_per_pass(Hp, lane_count(W1T)) * lane_count(W1T)
-    for t in range(part * width, H if train else 0, parts * width):
-        for h in range(t, min(t + width, H)):
-            for d in range(D):
-                flat[w0 + h * D + d] = W1T[d * Hp + h]
+    if train:  # W1 back into flat, each thread its own units
+        for t in range(part * width, H, parts * width):
+            for h in range(t, min(t + width, H)):
+                for d in range(D):
+                    flat[w0 + h * D + d] = W1T[d * Hp + h]
     return i, stopped
