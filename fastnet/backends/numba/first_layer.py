@@ -43,7 +43,7 @@ def _activate(acts, nb, flat, layers, scale):
             a[b] = s if s > 0 else 0 * s  # ReLU; 0 * s keeps the dtype (and a NaN stays NaN)
 
 
-@njit(**NJIT, **INLINE)
+@njit(**NJIT)
 def forward(acts, unit_sums, blk, nb, features, W1T, Hp, flat, layers):
     """acts[:H, :nb] = layer 1's activations of block ``blk`` (samples blk * B ...); unit_sums
     (Hp,) is scratch."""
@@ -55,7 +55,7 @@ def forward(acts, unit_sums, blk, nb, features, W1T, Hp, flat, layers):
     _activate(acts, nb, flat, layers, features.scale)
 
 
-@njit(**NJIT, **INLINE)
+@njit(**NJIT)
 def backward(flat_grad, w1t_grad, lane_sums, unit_deltas, blk, nb, deltas, features, Hp, layers):
     """Block ``blk``'s layer-1 gradients from its deltas[:H, :nb]: W1's into lane_sums (dense
     pixels, see .dense_pixels) and w1t_grad (sparse pixels), b1's into flat_grad."""

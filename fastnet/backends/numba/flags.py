@@ -21,7 +21,8 @@ NJIT_SIMD = dict(NJIT, fastmath=False)
 # optimisation and machine code, even when LLVM then inlines it. Measured on the first float32
 # step with an empty cache: 7.1 s -> 5.4 s. The kernels with the hot inner loops (sum_rows' two
 # variants, add_rows, the dense-pixel passes, softmax_xent) stay separate: inlining those made the
-# first step compile up to 3 s longer.
+# first step compile up to 3 s longer. The kernels a top kernel calls directly (the first and upper
+# layers' passes, and the epoch's stages) stay separate too: .compiling compiles them on two cores.
 INLINE = dict(inline="always")
 
 # Samples are processed in blocks of BLOCK (block k: samples k * BLOCK ...): the upper layers' and

@@ -18,7 +18,7 @@ from fastnet.backends.numba.flags import INLINE, NJIT
 from fastnet.backends.numba.layers import ACT_AT, B_AT, N_IN, N_OUT, W_AT
 
 
-@njit(**NJIT, **INLINE)
+@njit(**NJIT)
 def forward(acts, nb, flat, layers):
     """Layers 2..L from layer 1's activations (acts[:H, :nb]): each layer's rows of acts get
     W @ inputs + b, then ReLU except on the last layer, whose rows get the logits."""
@@ -42,7 +42,7 @@ def forward(acts, nb, flat, layers):
                         z[b] = 0
 
 
-@njit(**NJIT, **INLINE)
+@njit(**NJIT)
 def backward(flat_grad, deltas, acts, nb, y, n0, flat, layers):
     """Add the block's gradients of layers L..2 (W and b) into flat_grad (laid out like flat), from
     the probabilities in the last layer's rows of acts and the labels y[n0:n0 + nb]; leave
