@@ -30,7 +30,9 @@ One training step, module by module (``backend.step(net, X, y, lr=0.1)``):
 
 The layers are found through the layer table (:mod:`.layers`); the hand-vectorised kernels use
 the 256-bit vectors of :mod:`.vector`; every kernel's compile options come from :mod:`.flags` and
-its compiled code is cached on disk by :mod:`.kernel_cache`. The upper-layer and softmax block
+its compiled code is cached on disk by :mod:`.kernel_cache`; with an empty cache, :mod:`.compiling`
+compiles a path's kernels on two cores (this process and a helper process) before its first call.
+The upper-layer and softmax block
 functions are written to be called by any pass over the data, and the fused mini-batch epoch
 (:mod:`.epoch`) calls them too; its threads share each batch's first layer and meet at the spin
 barrier of :mod:`.sync`.

@@ -15,12 +15,12 @@ import numba
 import numpy as np
 
 from fastnet.backends.base import Backend, EpochResult, StepResult
-from fastnet.backends.numba import chunks, dense_pixels, epoch, first_layer, flags, kernel_cache, softmax, sparse_pixels
-from fastnet.backends.numba import upper_layers
+from fastnet.backends.numba import chunks, compiling, dense_pixels, epoch, first_layer, flags, kernel_cache, softmax
+from fastnet.backends.numba import sparse_pixels, upper_layers
 from fastnet.backends.numba.epoch import epoch_features, subset_epoch_features
 from fastnet.backends.numba.features import prepare_features, subset_features
 from fastnet.backends.numba.workspace import Workspace
-from fastnet.network import unflatten
+from fastnet.network import Network, unflatten
 
 kernel_cache.use_for(dense_pixels, sparse_pixels, first_layer, upper_layers, softmax, chunks, epoch)
 _STOPPED = {epoch.RAN: None, epoch.BAD_LOSS: "loss", epoch.BAD_PARAMS: "params"}
@@ -81,13 +81,37 @@ class NumbaBackend(Backend):
         n = features.n_samples
         C = flags.n_chunks(n)
         buffers = ws.for_pass(len(features.dense_pixels))
-        first_layer.gather_weights(buffers.W1T, buffers.Hp, net.flat, buffers.layers)
         probs = ws.no_probs if probs is None else probs
         kernel_features = features.for_kernels()
-        self._run_chunks(C, lambda c, worker: chunks.chunk_pass(c, C, buffers, buffers.lane_sums[worker], probs,
-                                                                kernel_features, net.flat, y, backward))
+
+        def args(c, worker):  # chunk_pass's
+            return c, C, buffers, buffers.lane_sums[worker], probs, kernel_features, net.flat, y, backward
+
+        self._compile_first("pass", net, features.val, lambda: self._pass_calls(net, ws, args(0, 0)))
+        first_layer.gather_weights(buffers.W1T, buffers.Hp, net.flat, buffers.layers)
+        self._run_chunks(C, lambda c, worker: chunks.chunk_pass(*args(c, worker)))
         stats = buffers.stats[:C]
         return StepResult(float(stats[:, 0].sum() / n), float(stats[:, 1].sum() / n))
+
+    @staticmethod
+    def _pass_calls(net, ws, chunk_args):
+        """compiling.KernelCalls of a pass: chunk_pass's, with the pass's other kernels in the middle
+        (the reduction and the update only for a pass that computes gradients)."""
+        calls = chunks.kernel_calls(*chunk_args)
+        b, backward = chunk_args[2], chunk_args[-1]
+        others = [(first_layer.gather_weights, (b.W1T, b.Hp, net.flat, b.layers))]
+        if backward:
+            others += [(chunks.reduce_gradients, (ws.mean_grad, b.flat_grads, b.w1t_grads, net.dtype.type(1),
+                                                  b.layers)),
+                       (chunks.update, (net.flat, ws.mean_grad, net.dtype.type(1)))]
+        return calls._replace(calls=calls.calls[:-1] + others + calls.calls[-1:])
+
+    def _compile_first(self, path, net, pixels, make_calls):
+        """Before a path's first call in this process: compiled on two cores if the cache is cold
+        (.compiling). ``pixels``: an array of the dataset's prepared pixel values."""
+        helper_args = (path, ",".join(map(str, net.sizes)), net.dtype.name, pixels.dtype.name)
+        key = (path, net.dtype.name, pixels.dtype.name, net.sizes[0] > 1 << 16)  # what decides the kernels' types
+        compiling.prepare(key, make_calls, helper_args, self._threads)
 
     def _reduce(self, mean_grad, ws, net, features):
         """mean_grad = the gradient of the mean loss, from the chunk sums of the last pass."""
@@ -169,15 +193,25 @@ class NumbaBackend(Backend):
         sync = np.zeros(2, np.int64)
         results = [None] * parts
 
-        def run(part):
-            results[part] = epoch.run_epoch(
-                net.flat, b.W1T, b.Hp, features, labels, order, batch_size, lr,
-                math.nan if first_loss is None else float(first_loss), float(max_ratio), b.layers, buffers,
-                losses, accuracies, checked, part, parts, sync, train)
+        def args(part):  # run_epoch's
+            return (net.flat, b.W1T, b.Hp, features, labels, order, batch_size, lr,
+                    math.nan if first_loss is None else float(first_loss), float(max_ratio), b.layers, buffers,
+                    losses, accuracies, checked, part, parts, sync, train)
 
+        def run(part):
+            results[part] = epoch.run_epoch(*args(part))
+
+        self._compile_first("epoch", net, features.val, lambda: self._epoch_calls(net, args(0)))
         _run_together(parts, run)
         ran, stopped = results[0]
         return EpochResult(losses[:ran], accuracies[:ran], _STOPPED[stopped])
+
+    @staticmethod
+    def _epoch_calls(net, epoch_args):
+        """compiling.KernelCalls of an epoch: run_epoch's, with gather_weights first."""
+        calls = epoch.kernel_calls(*epoch_args)
+        W1T, Hp, layers = epoch_args[1], epoch_args[2], epoch_args[10]
+        return calls._replace(calls=[(first_layer.gather_weights, (W1T, Hp, net.flat, layers))] + calls.calls)
 
 
 def _run_together(parts, run):
@@ -204,3 +238,15 @@ def _run_together(parts, run):
 
 
 BACKEND = NumbaBackend()
+
+
+def compile_as_helper(path, sizes, dtype, pixels):
+    """The helper process of .compiling: compile, last first, the kernels that the top kernel of
+    ``path`` ("pass" or "epoch") calls, for a network of layer ``sizes`` ("784,10,10") and
+    ``dtype``, and pixels of dtype ``pixels``, by starting that path on one sample of zeros."""
+    net = Network.init(tuple(int(size) for size in sizes.split(",")), dtype=dtype)
+    X, y = np.zeros((1, net.sizes[0]), pixels), np.zeros(1, np.int64)
+    if path == "pass":
+        compiling.run_as_helper(lambda: BACKEND.step(net, X, y, lr=0.1))
+    else:
+        compiling.run_as_helper(lambda: BACKEND.epoch(net, X, y, lr=0.1, batch_size=1, order=np.zeros(1, np.int64)))

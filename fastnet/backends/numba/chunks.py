@@ -19,6 +19,7 @@ from __future__ import annotations
 from numba import njit
 
 from fastnet.backends.numba import dense_pixels, first_layer, upper_layers
+from fastnet.backends.numba.compiling import KernelCalls
 from fastnet.backends.numba.flags import NJIT
 from fastnet.backends.numba.layers import ACT_AT, B_AT, N_IN, N_OUT, W_AT
 from fastnet.backends.numba.softmax import softmax_xent
@@ -73,6 +74,25 @@ def chunk_pass(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backwa
         dense_pixels.fold_lane_sums(w1t_grad, Hp, lane_sums, features.dense_pixels, H, features.scale)
     buffers.stats[c, 0] = loss
     buffers.stats[c, 1] = correct
+
+
+def kernel_calls(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backward):
+    """chunk_pass with these arguments, and the kernels it calls with arguments of the types it
+    gives them, the two costliest to compile at the two ends (.compiling). Keep in step with
+    chunk_pass: a test checks that compiling these leaves nothing else for chunk_pass to compile."""
+    acts, deltas, unit_sums = buffers.acts[c], buffers.deltas[c], buffers.unit_sums[c]
+    layers, Hp, n0, nb = buffers.layers, buffers.Hp, 0, 0
+    flat_grad, w1t_grad, scratch = buffers.flat_grads[c], buffers.w1t_grads[c], buffers.softmax_scratch[c]
+    return KernelCalls(
+        top=(chunk_pass, (c, n_chunks, buffers, lane_sums, probs, features, flat, y, backward)),
+        calls=[(first_layer.forward, (acts, unit_sums, 0, nb, features, buffers.W1T, Hp, flat, layers)),
+               (softmax_xent, (acts, nb, layers, y, n0, buffers.best_class[c], *scratch)),
+               (upper_layers.forward, (acts, nb, flat, layers)),
+               (upper_layers.backward, (flat_grad, deltas, acts, nb, y, n0, flat, layers)),
+               (dense_pixels.fold_lane_sums, (w1t_grad, Hp, lane_sums, features.dense_pixels, layers[0, N_OUT],
+                                              features.scale)),
+               (first_layer.backward, (flat_grad, w1t_grad, lane_sums, unit_sums, 0, nb, deltas, features, Hp,
+                                       layers))])
 
 
 @njit(**NJIT)

@@ -35,9 +35,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 from fastnet.backends.numba import upper_layers
+from fastnet.backends.numba.compiling import KernelCalls
 from fastnet.backends.numba.features import compressed_rows, take_rows
 from fastnet.backends.numba.first_layer import _activate
 from fastnet.backends.numba.flags import INLINE, NJIT, NJIT_SIMD
@@ -97,7 +98,7 @@ def _prefetch_rows(f, sample):
         prefetch(f.val, k)
 
 
-@njit(**NJIT_SIMD, **INLINE)
+@njit(**NJIT_SIMD)
 def _first_layer_sums(A, z, order, n0, nb, f, W1T, Hp, H, width, part, parts):
     """A[h, b] = sum over the entries k of sample order[n0 + b] of val[k] * W1[h, idx[k]]
     (unscaled), for b < nb and the units h of this thread's passes, ``width`` units each
@@ -121,7 +122,7 @@ def _all_finite(a):
     return check == 0
 
 
-@njit(**NJIT, **INLINE)
+@njit(**NJIT)
 def _upper_layers(flat, f, y, order, s, n, lr, layers, buffers, train):
     """Batch order[s : s + n] from its first-layer sums on: activation, upper layers, softmax and,
     if ``train``, the backward pass down to the first layer's deltas and the update of b1 and
@@ -159,7 +160,7 @@ def _upper_layers(flat, f, y, order, s, n, lr, layers, buffers, train):
     return loss, correct
 
 
-@njit(**NJIT, **INLINE)
+@njit(**NJIT)
 def _first_layer_update(W1T, e, f, order, s, n, lr, deltas_by_block, Hp, H, part, parts):
     """W1 -= lr / n * sum over the batch's samples of x_b outer d_b, sample by sample straight into
     W1T, for the units of this thread's passes; e (Hp,) is scratch, zero from H on."""
@@ -243,3 +244,23 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
                 for d in range(D):
                     flat[w0 + h * D + d] = W1T[d * Hp + h]
     return i, stopped
+
+
+def kernel_calls(*args):
+    """run_epoch with these arguments, and the kernels it calls with arguments of the types it gives
+    them (with those _upper_layers calls), the costliest to compile at the two ends (.compiling).
+    Keep in step with run_epoch (a test checks it, as for chunks.kernel_calls)."""
+    (flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio, layers, buffers, losses, accuracies,
+     checked, part, parts, sync, train) = args
+    H, s, n = layers[0, N_OUT], 0, 0
+    acts, deltas, labels = buffers.acts[0], buffers.deltas[0], buffers.labels[0]
+    zero = types.literal(0)  # _upper_layers passes the constant 0 as the labels' offset
+    return KernelCalls(
+        top=(run_epoch, args),
+        calls=[(softmax_xent, (acts, n, layers, labels, zero, buffers.best_class, *buffers.softmax_scratch)),
+               (upper_layers.forward, (acts, n, flat, layers)),
+               (upper_layers.backward, (buffers.flat_grad, deltas, acts, n, labels, zero, flat, layers)),
+               (_upper_layers, (flat, f, y, order, s, n, lr, layers, buffers, train)),
+               (_first_layer_update, (W1T, buffers.unit_deltas[part], f, order, s, n, lr, buffers.deltas, Hp, H,
+                                      part, parts)),
+               (_first_layer_sums, (acts, buffers.unit_sums[part], order, s, n, f, W1T, Hp, H, H, part, parts))])

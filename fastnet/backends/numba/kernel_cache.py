@@ -33,7 +33,7 @@ from numba.core.dispatcher import Dispatcher
 PACKAGE = Path(__file__).parents[2]  # fastnet/
 # Every module of this package is a kernel source (a new kernel module is stamped without an
 # edit here) except these, which hold Python only: editing them need not recompile anything.
-PYTHON_ONLY = ("__init__.py", "backend.py", "features.py", "kernel_cache.py", "workspace.py")
+PYTHON_ONLY = ("__init__.py", "backend.py", "compiling.py", "features.py", "kernel_cache.py", "workspace.py")
 SOURCES = tuple(f"backends/numba/{path.name}" for path in sorted(Path(__file__).parent.glob("*.py"))
                 if path.name not in PYTHON_ONLY)
 
@@ -116,6 +116,13 @@ class KernelCache(caching.FunctionCache):
             super().save_overload(sig, data)
         except Exception:  # a damaged index (or no room): the next run compiles again, nothing is lost
             self._forget_index()
+
+    def holds(self, sig, target_context):
+        """Whether the cache has the kernel compiled for ``sig`` (read from its index, nothing loaded)."""
+        try:
+            return self._index_key(sig, target_context.codegen()) in self._cache_file._load_index()
+        except Exception:  # a damaged index is a miss, as in load_overload
+            return False
 
     def _forget_index(self):
         """Remove the index; the next save writes a fresh one (and overwrites the numbered data files)."""
