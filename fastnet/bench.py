@@ -32,7 +32,10 @@ if "{path}" == "step":
     backend.step(net, X, y, lr=0.1)
 else:
     backend.epoch(net, X, y, lr=0.1, batch_size=64, order=np.arange(1000))
-print(time.perf_counter() - t0)
+print(time.perf_counter() - t0, flush=True)
+from fastnet.backends.numba import compiling
+for helper in compiling._helpers:  # a compiling helper still running would slow the next measurement
+    helper.wait()
 """
 
 
@@ -53,17 +56,23 @@ def machine():
 
 def startup_seconds(dtype="float32", cache_dir=None, path="step"):
     """Wall time of a fresh process from start to its first numba full-batch step (``path``
-    "step") or mini-batch epoch ("epoch") finished."""
+    "step") or mini-batch epoch ("epoch") finished: until the child says it finished, not until
+    it has exited (interpreter shutdown, ~0.2-0.5 s here, comes after the result)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir) if cache_dir else dict(os.environ)
     # As on a user's machine, the child writes and reuses Python's bytecode caches: with them off
     # (as some sandboxes and CI set), every process compiles numba's ~200 modules from source
     # again, ~0.5 s of a warm start that no user pays twice.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    command = [sys.executable, "-c", STARTUP_SCRIPT.format(dtype=dtype, path=path)]
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", STARTUP_SCRIPT.format(dtype=dtype, path=path)],
-                          capture_output=True, text=True, env=env, check=True)
-    float(done.stdout.strip())  # the child ran to its end
-    return time.perf_counter() - start
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as child:
+        reported = child.stdout.readline()
+        seconds = time.perf_counter() - start
+        _, errors = child.communicate()
+    if child.returncode != 0:
+        raise subprocess.CalledProcessError(child.returncode, command, reported, errors)
+    float(reported)  # the child reported its result
+    return seconds
 
 
 def _measure(cases, check, seconds, progress, width):
