@@ -156,3 +156,33 @@ def test_training_survives_every_numba_cache_file_damaged(tmp_path):
     second = subprocess.run([sys.executable, "-c", STEP], env=env, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr
     assert second.stdout == first.stdout
+
+
+TWO_WRITERS = """
+import numpy as np
+from fastnet.backends.numba import chunks
+from fastnet.backends.numba.compiling import signature
+kernel, cache = chunks.update, chunks.update._cache
+f32 = signature((np.zeros(3, np.float32), np.zeros(3, np.float32), np.float32(1)))
+f64 = signature((np.zeros(3), np.zeros(3), 1.0))
+print(cache.holds(f32, kernel.targetctx))
+order = []
+for name in ("_save_data", "_save_index"):
+    write = getattr(cache._cache_file, name)
+    setattr(cache._cache_file, name, lambda *a, _write=write, _name=name: (order.append(_name), _write(*a)))
+kernel.compile(f32)
+print(cache.holds(f32, kernel.targetctx), order)
+# two writers that chose one data file for two signatures: the float64 entry names float32's data
+index, codegen = cache._cache_file._load_index(), kernel.targetctx.codegen()
+index[cache._index_key(f64, codegen)] = index[cache._index_key(f32, codegen)]
+cache._cache_file._save_index(index)
+print(cache.holds(f64, kernel.targetctx), cache.load_overload(f64, kernel.targetctx))
+"""
+
+
+def test_a_new_entry_is_written_data_first_and_a_mixed_up_entry_is_a_miss(tmp_path):
+    done = subprocess.run([sys.executable, "-c", TWO_WRITERS], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["False", "True ['_save_data', '_save_index']", "True None"]
+

@@ -17,17 +17,22 @@ get this locator: a user's own Numba code keeps Numba's behaviour.
 empty or truncated file (a full disk, a killed process, a bad copy) raises
 ``UnpicklingError``/``EOFError`` on every later run. A cache only saves time, so here a file that
 cannot be read is a miss: the kernel is compiled again and the cache rewritten.
+
+**Two writers.** A cold cache is filled by two processes at once (.compiling), so a new entry's
+data file is written before the index names it, and a loaded entry compiled for other argument
+types than asked (two processes that chose one data file name for two signatures) is a miss.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import tempfile
 from pathlib import Path
 
-from numba.core import caching
+from numba.core import caching, sigutils
 from numba.core.dispatcher import Dispatcher
 
 PACKAGE = Path(__file__).parents[2]  # fastnet/
@@ -98,18 +103,44 @@ class _StampedImpl(caching.FunctionCache._impl_class):
     _locator_classes = [_stamped(c) for c in (*_NUMBAS[:2], FallbackLocator, *_NUMBAS[2:])]
 
 
+class _DataFirstFile(caching.IndexDataCacheFile):
+    """Numba's index and data files, with a new entry's data written before the index names it.
+    Numba writes the index first: a process reading between the two writes would load a data file
+    that is not there yet or, after a source change, left by the old source. With two processes
+    compiling into one cache (.compiling), that moment is no longer rare."""
+
+    def save(self, key, data):
+        overloads = self._load_index()
+        data_name = overloads.get(key)
+        if data_name is None:
+            taken = set(overloads.values())
+            data_name = next(name for name in map(self._data_name, itertools.count(1)) if name not in taken)
+        self._save_data(data_name, data)
+        if overloads.get(key) != data_name:
+            overloads[key] = data_name
+            self._save_index(overloads)
+
+
 class KernelCache(caching.FunctionCache):
     """Numba's function cache, stamped with STAMP, with the fallback folder, reading damaged
-    files as a miss."""
+    files as a miss, and writing a new entry's data before its index entry."""
 
     _impl_class = _StampedImpl
 
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._cache_file = _DataFirstFile(cache_path=self._cache_path, filename_base=self._impl.filename_base,
+                                          source_stamp=self._impl.locator.get_source_stamp())
+
     def load_overload(self, sig, target_context):
         try:
-            return super().load_overload(sig, target_context)
+            loaded = super().load_overload(sig, target_context)
         except Exception:  # a damaged index or data file: compile again
             self._forget_index()
             return None
+        if loaded is not None and tuple(loaded.signature.args) != tuple(sigutils.normalize_signature(sig)[0]):
+            return None  # two processes saved other signatures under one data file name at once: compile again
+        return loaded
 
     def save_overload(self, sig, data):
         try:
