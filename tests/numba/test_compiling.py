@@ -8,6 +8,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import numba
 import pytest
 
 from fastnet.backends.numba import compiling
@@ -50,10 +51,11 @@ def _run(code, cache, timeout=600):
 ])
 def test_the_helper_leaves_only_the_top_kernel_to_compile(tmp_path, path, dtype, pixels, top):
     helper = "from fastnet.backends.numba.backend import compile_as_helper; compile_as_helper({!r}, {!r}, {!r}, {!r})"
-    _run(helper.format(path, "784,24,10", dtype, pixels), tmp_path)
+    _run(helper.format(path, "784", dtype, pixels), tmp_path)
     assert _run(WATCH.format(path=path, dtype=dtype, pixels=pixels), tmp_path) == repr([top])
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one thread: no helper")
 def test_a_cold_run_starts_one_helper_and_a_warm_run_none(tmp_path):
     run = """
 import numpy as np, fastnet
@@ -95,10 +97,10 @@ def _calls(log, top=(), first=(), second=()):
 
 def test_cold_cache_starts_the_helper_and_compiles_the_list_in_order(started):
     log = []
-    compiling.prepare("key", lambda: _calls(log), "args", threads=2)
-    assert started == ["args"] and log == ["first", "second"]
-    compiling.prepare("key", lambda: _calls(log), "args", threads=2)  # once per key and process
-    assert started == ["args"] and log == ["first", "second"]
+    compiling.prepare(("pass", 784), lambda: _calls(log), threads=2)
+    assert started == [("pass", 784)] and log == ["first", "second"]
+    compiling.prepare(("pass", 784), lambda: _calls(log), threads=2)  # once per path and types, per process
+    assert started == [("pass", 784)] and log == ["first", "second"]
 
 
 @pytest.mark.parametrize("why", ["top cached", "top compiled", "list ready", "one thread"])
@@ -106,16 +108,31 @@ def test_no_helper(started, why):
     log = []
     top = {"top cached": (False, True), "top compiled": (True, False)}.get(why, ())
     ready = (True, False) if why == "list ready" else ()
-    compiling.prepare("key", lambda: _calls(log, top, ready, ready), "args", threads=1 if why == "one thread" else 2)
+    compiling.prepare(("pass", 784), lambda: _calls(log, top, ready, ready), threads=1 if why == "one thread" else 2)
     assert started == []
     assert log == ([] if why.startswith("top") else ["first", "second"])
 
 
-def test_a_helper_that_cannot_start_is_no_error(monkeypatch):
-    def refuse(*args, **kwargs):
+def test_an_error_while_preparing_is_left_to_the_call(started):
+    def broken():
+        raise TypeError("a list that has drifted")
+
+    compiling.prepare(("pass", 784), broken, threads=2)  # no error: the path's own call will meet it, if real
+
+
+@pytest.mark.parametrize("why", ["cannot start", "no executable", "frozen"])
+def test_without_a_helper_this_process_compiles_everything(monkeypatch, why):
+    popens = []
+
+    def popen(*args, **kwargs):
+        popens.append(args)
         raise OSError("no processes left")
 
-    monkeypatch.setattr(compiling.subprocess, "Popen", refuse)
-    compiling._start_helper(("pass", "784,10,10", "float32", "uint8"))
-    monkeypatch.setattr(compiling.sys, "executable", "")
-    compiling._start_helper(("pass", "784,10,10", "float32", "uint8"))
+    monkeypatch.setattr(compiling.subprocess, "Popen", popen)
+    monkeypatch.setattr(compiling, "_prepared", set())
+    monkeypatch.setattr(compiling.sys, "executable", "" if why == "no executable" else sys.executable)
+    monkeypatch.setattr(compiling.sys, "frozen", why == "frozen", raising=False)
+    log = []
+    compiling.prepare(("pass", 784), lambda: _calls(log), threads=2)
+    assert log == ["first", "second"]
+    assert len(popens) == (why == "cannot start")  # never tried without a Python to start

@@ -108,10 +108,9 @@ class NumbaBackend(Backend):
 
     def _compile_first(self, path, net, pixels, make_calls):
         """Before a path's first call in this process: compiled on two cores if the cache is cold
-        (.compiling). ``pixels``: an array of the dataset's prepared pixel values."""
-        helper_args = (path, ",".join(map(str, net.sizes)), net.dtype.name, pixels.dtype.name)
-        key = (path, net.dtype.name, pixels.dtype.name, net.sizes[0] > 1 << 16)  # what decides the kernels' types
-        compiling.prepare(key, make_calls, helper_args, self._threads)
+        (.compiling). ``pixels``: an array of the dataset's prepared pixel values. The kernels'
+        types depend on the dtypes and the number of inputs (uint16 or int32 pixel indices) only."""
+        compiling.prepare((path, net.sizes[0], net.dtype.name, pixels.dtype.name), make_calls, self._threads)
 
     def _reduce(self, mean_grad, ws, net, features):
         """mean_grad = the gradient of the mean loss, from the chunk sums of the last pass."""
@@ -187,7 +186,6 @@ class NumbaBackend(Backend):
         # the first layer's passes over each sample's entries are shared out among the threads
         parts = 1 if checked else min(self._threads, sparse_pixels.passes(b.Hp, ws.lanes))
         buffers = ws.for_epoch(-(-min(batch_size, len(order)) // flags.BLOCK), parts)
-        first_layer.gather_weights(b.W1T, b.Hp, net.flat, b.layers)
         batches = -(-len(order) // batch_size)
         losses, accuracies = np.empty(batches), np.empty(batches)
         sync = np.zeros(2, np.int64)
@@ -202,6 +200,7 @@ class NumbaBackend(Backend):
             results[part] = epoch.run_epoch(*args(part))
 
         self._compile_first("epoch", net, features.val, lambda: self._epoch_calls(net, args(0)))
+        first_layer.gather_weights(b.W1T, b.Hp, net.flat, b.layers)
         _run_together(parts, run)
         ran, stopped = results[0]
         return EpochResult(losses[:ran], accuracies[:ran], _STOPPED[stopped])
@@ -240,11 +239,12 @@ def _run_together(parts, run):
 BACKEND = NumbaBackend()
 
 
-def compile_as_helper(path, sizes, dtype, pixels):
+def compile_as_helper(path, inputs, dtype, pixels):
     """The helper process of .compiling: compile, last first, the kernels that the top kernel of
-    ``path`` ("pass" or "epoch") calls, for a network of layer ``sizes`` ("784,10,10") and
-    ``dtype``, and pixels of dtype ``pixels``, by starting that path on one sample of zeros."""
-    net = Network.init(tuple(int(size) for size in sizes.split(",")), dtype=dtype)
+    ``path`` ("pass" or "epoch") calls, for a network of ``inputs`` inputs and ``dtype`` and
+    pixels of dtype ``pixels``, by starting that path on one sample of zeros (with the smallest
+    network of those inputs: the other sizes do not change the kernels' types)."""
+    net = Network.init((int(inputs), 1, 1), dtype=dtype)
     X, y = np.zeros((1, net.sizes[0]), pixels), np.zeros(1, np.int64)
     if path == "pass":
         compiling.run_as_helper(lambda: BACKEND.step(net, X, y, lr=0.1))

@@ -12,30 +12,34 @@ kernel took. The top kernel's own compilation, next, finds every kernel it calls
 helper starts the same path on one sample of zeros: the same code makes the same calls, with
 arguments of the same types.
 
-Nothing depends on the helper, and nothing waits for it: if it cannot start, fails or is late,
-this process compiles what is missing, as it would have anyway. No helper starts when the cache
-holds the top kernel or every kernel of the list, when the top kernel is compiled in this process
-already, or with one thread (``set_threads(1)``).
+Nothing depends on the helper, and this process never waits for it: if it cannot start, fails
+or is late, this process compiles what is missing, as it would have anyway; an error here is left
+for the path's own call to meet. No helper starts when the cache holds the top kernel or every
+kernel of the list, when the top kernel is compiled in this process already, with one thread
+(``set_threads(1)``), or from a frozen application (whose executable is not Python).
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import NamedTuple
 
+import numba
 from numba import typeof, types
 from numba.core.typing.typeof import Purpose
+
+
+# A helper still compiling after this many seconds is stopped.
+HELPER_TIMEOUT = 120
 
 
 class KernelCalls(NamedTuple):
     """A path's kernels, each as (kernel, arguments), the arguments of the types it is called with."""
 
     top: tuple  # the kernel the backend calls, with its arguments
-    calls: list  # the kernels it calls, compiled first: by this process in this order, the helper in reverse
+    calls: list  # compiled before it (those it calls, and the path's others): here in order, the helper last first
 
 
 def signature(args):
@@ -59,7 +63,7 @@ def _ready(kernel, args):
 
 _prepared = set()
 _lock = threading.Lock()
-_helpers = []  # started helper processes, reaped when the next one starts
+_helpers = []  # the helper processes started
 _in_helper = False  # True in the helper process: prepare compiles the list, then stops the run
 HELPER_ENTRY = "fastnet.backends.numba.backend"  # its compile_as_helper runs in the helper process
 
@@ -68,41 +72,52 @@ class _HelperDone(Exception):
     """Raised by prepare in the helper process: the list is compiled, the run it was part of ends."""
 
 
-def prepare(key, make_calls, helper_args, threads):
-    """Before the first call of a path in this process (``key`` names the path and what decides
-    its kernels' types): compile the kernels it calls, on two cores if the cache is cold.
-    make_calls() -> KernelCalls; helper_args (path, layer sizes, dtype, pixel dtype) let the
-    helper process make the same calls (backend.compile_as_helper)."""
+def prepare(helper_args, make_calls, threads):
+    """Before a path's first call in this process: compile the kernels it calls, on two cores if
+    the cache is cold. ``helper_args`` (path, inputs, dtype, pixel dtype) name the path and what
+    decides its kernels' types, and let the helper make the same calls (backend.compile_as_helper);
+    make_calls() -> KernelCalls."""
     if _in_helper:
         compile_all(reversed(make_calls().calls))
         raise _HelperDone
-    if key in _prepared:
+    if helper_args in _prepared or numba.config.DISABLE_JIT:
         return
     with _lock:
-        if key in _prepared:
+        if helper_args in _prepared:
             return
-        calls = make_calls()
-        if not _ready(*calls.top):
-            if threads > 1 and not all(_ready(kernel, args) for kernel, args in calls.calls):
-                _start_helper(helper_args)
-            compile_all(calls.calls)
-        _prepared.add(key)
+        _prepared.add(helper_args)
+        try:
+            calls = make_calls()
+            if not _ready(*calls.top):
+                if threads > 1 and not all(_ready(kernel, args) for kernel, args in calls.calls):
+                    _start_helper(helper_args)
+                compile_all(calls.calls)
+        except Exception:  # only time was to be saved: the path's own call compiles what it needs, or says why not
+            pass
 
 
 def _start_helper(helper_args):
-    """Start the helper process, unless it cannot start."""
-    _helpers[:] = [helper for helper in _helpers if helper.poll() is None]
-    if not sys.executable:
+    """Start the helper process (unless this is a frozen application, or it cannot start), with
+    this process's import path; a thread reaps it, or stops it after HELPER_TIMEOUT seconds."""
+    if not sys.executable or getattr(sys, "frozen", False):
         return
-    env = dict(os.environ)
-    package_root = str(Path(__file__).parents[3])  # the folder this fastnet is imported from
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, (package_root, env.get("PYTHONPATH"))))
-    command = f"from {HELPER_ENTRY} import compile_as_helper; compile_as_helper(*{tuple(map(str, helper_args))!r})"
+    command = (f"import sys; sys.path[:] = {sys.path!r}; from {HELPER_ENTRY} import compile_as_helper; "
+               f"compile_as_helper(*{tuple(map(str, helper_args))!r})")
     try:
-        _helpers.append(subprocess.Popen([sys.executable, "-c", command], env=env, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        helper = subprocess.Popen([sys.executable, "-c", command], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
-        pass
+        return
+    _helpers.append(helper)
+    threading.Thread(target=_reap, args=(helper,), name="fastnet-compiling-helper", daemon=True).start()
+
+
+def _reap(helper):
+    try:
+        helper.wait(HELPER_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        helper.kill()
+        helper.wait()
 
 
 def run_as_helper(run):
