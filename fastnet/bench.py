@@ -35,7 +35,7 @@ else:
 print(time.perf_counter() - t0, flush=True)
 from fastnet.backends.numba import compiling
 for helper in compiling._helpers:  # a compiling helper still running would slow the next measurement
-    helper.wait()
+    helper.wait(compiling.HELPER_TIMEOUT)
 """
 
 
@@ -65,12 +65,14 @@ def startup_seconds(dtype="float32", cache_dir=None, path="step"):
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     command = [sys.executable, "-c", STARTUP_SCRIPT.format(dtype=dtype, path=path)]
     start = time.perf_counter()
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as child:
-        reported = child.stdout.readline()
-        seconds = time.perf_counter() - start
-        _, errors = child.communicate()
-    if child.returncode != 0:
-        raise subprocess.CalledProcessError(child.returncode, command, reported, errors)
+    with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: a chatty child never blocks on it
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env) as child:
+            reported = child.stdout.readline()
+            seconds = time.perf_counter() - start
+            child.communicate()
+        if child.returncode != 0:
+            errors.seek(0)
+            raise subprocess.CalledProcessError(child.returncode, command, reported, errors.read())
     float(reported)  # the child reported its result
     return seconds
 
