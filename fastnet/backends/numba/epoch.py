@@ -40,7 +40,7 @@ from numba import njit, types
 from fastnet.backends.numba import upper_layers
 from fastnet.backends.numba.compiling import KernelCalls
 from fastnet.backends.numba.features import compressed_rows, take_rows
-from fastnet.backends.numba.first_layer import _activate
+from fastnet.backends.numba.first_layer import _activate, add_bias_gradient
 from fastnet.backends.numba.flags import INLINE, NJIT, NJIT_SIMD
 from fastnet.backends.numba.layers import B_AT, N_IN, N_OUT, W_AT
 from fastnet.backends.numba.softmax import softmax_xent
@@ -127,7 +127,7 @@ def _upper_layers(flat, f, y, order, s, n, lr, layers, buffers, train):
     """Batch order[s : s + n] from its first-layer sums on: activation, upper layers, softmax and,
     if ``train``, the backward pass down to the first layer's deltas and the update of b1 and
     layers 2..L. Returns (loss sum, number correct)."""
-    H, b0 = layers[0, N_OUT], layers[0, B_AT]
+    b0 = layers[0, B_AT]
     Bk = buffers.acts.shape[2]
     flat_grad = buffers.flat_grad
     top, total, ex = buffers.softmax_scratch[0], buffers.softmax_scratch[1], buffers.softmax_scratch[2]
@@ -147,11 +147,7 @@ def _upper_layers(flat, f, y, order, s, n, lr, layers, buffers, train):
         if not train:
             continue
         upper_layers.backward(flat_grad, deltas, acts, nb, labels, 0, flat, layers)
-        for h in range(H):  # b1's gradient
-            acc = flat_grad[b0 + h]
-            for b in range(nb):
-                acc += deltas[h, b]
-            flat_grad[b0 + h] = acc
+        add_bias_gradient(flat_grad, deltas, nb, layers)
     if train:
         t = flat.dtype.type
         step = t(lr) * t(1 / n)

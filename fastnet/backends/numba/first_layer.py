@@ -59,7 +59,7 @@ def forward(acts, unit_sums, blk, nb, features, W1T, Hp, flat, layers):
 def backward(flat_grad, w1t_grad, lane_sums, unit_deltas, blk, nb, deltas, features, Hp, layers):
     """Block ``blk``'s layer-1 gradients from its deltas[:H, :nb]: W1's into lane_sums (dense
     pixels, see .dense_pixels) and w1t_grad (sparse pixels), b1's into flat_grad."""
-    H, b0 = layers[0, N_OUT], layers[0, B_AT]
+    H = layers[0, N_OUT]
     B = deltas.shape[1]
     lanes = lane_count(lane_sums)
     for h in range(tiled_units(H)):  # past the last sample (a last, partial block): no delta
@@ -69,7 +69,14 @@ def backward(flat_grad, w1t_grad, lane_sums, unit_deltas, blk, nb, deltas, featu
     dense_pixels.backward(lane_sums, nb, features.dense, blk * P * B, P, deltas, H)
     sparse_pixels.backward(w1t_grad, unit_deltas, blk * B, nb, deltas, features.ptr, features.idx, features.val,
                            Hp, H, features.scale)
-    for h in range(H):  # b1's gradient
+    add_bias_gradient(flat_grad, deltas, nb, layers)
+
+
+@njit(**NJIT, **INLINE)
+def add_bias_gradient(flat_grad, deltas, nb, layers):
+    """b1's entries of flat_grad += the block's deltas[:H, :nb] summed over its samples."""
+    H, b0 = layers[0, N_OUT], layers[0, B_AT]
+    for h in range(H):
         s = flat_grad[b0 + h]
         for b in range(nb):
             s += deltas[h, b]
