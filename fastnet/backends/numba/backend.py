@@ -26,7 +26,6 @@ kernel_cache.use_for(dense_pixels, sparse_pixels, first_layer, upper_layers, sof
 _STOPPED = {epoch.RAN: None, epoch.BAD_LOSS: "loss", epoch.BAD_PARAMS: "params"}
 
 
-
 class NumbaBackend(Backend):
     name = "numba"
 
@@ -87,18 +86,18 @@ class NumbaBackend(Backend):
         def args(c, worker):  # chunk_pass's
             return c, C, buffers, buffers.lane_sums[worker], probs, kernel_features, net.flat, y, backward
 
-        self._compile_first("pass", net, features.val, lambda: self._pass_calls(net, ws, args(0, 0)))
+        self._compile_first("pass", net, features.val, lambda: self._pass_calls(net, ws, buffers, backward, args(0, 0)))
         first_layer.gather_weights(buffers.W1T, buffers.Hp, net.flat, buffers.layers)
         self._run_chunks(C, lambda c, worker: chunks.chunk_pass(*args(c, worker)))
         stats = buffers.stats[:C]
         return StepResult(float(stats[:, 0].sum() / n), float(stats[:, 1].sum() / n))
 
     @staticmethod
-    def _pass_calls(net, ws, chunk_args):
-        """compiling.KernelCalls of a pass: chunk_pass's, with the pass's other kernels in the middle
-        (the reduction and the update only for a pass that computes gradients)."""
+    def _pass_calls(net, ws, b, backward, chunk_args):
+        """compiling.KernelCalls of a pass: chunk_pass's (called with chunk_args, whose buffers are
+        b), with the pass's other kernels in the middle (the reduction and the update only for a
+        pass that computes gradients)."""
         calls = chunks.kernel_calls(*chunk_args)
-        b, backward = chunk_args[2], chunk_args[-1]
         others = [(first_layer.gather_weights, (b.W1T, b.Hp, net.flat, b.layers))]
         if backward:
             others += [(chunks.reduce_gradients, (ws.mean_grad, b.flat_grads, b.w1t_grads, net.dtype.type(1),
@@ -199,18 +198,18 @@ class NumbaBackend(Backend):
         def run(part):
             results[part] = epoch.run_epoch(*args(part))
 
-        self._compile_first("epoch", net, features.val, lambda: self._epoch_calls(net, args(0)))
+        self._compile_first("epoch", net, features.val, lambda: self._epoch_calls(net, b, args(0)))
         first_layer.gather_weights(b.W1T, b.Hp, net.flat, b.layers)
         _run_together(parts, run)
         ran, stopped = results[0]
         return EpochResult(losses[:ran], accuracies[:ran], _STOPPED[stopped])
 
     @staticmethod
-    def _epoch_calls(net, epoch_args):
-        """compiling.KernelCalls of an epoch: run_epoch's, with gather_weights first."""
+    def _epoch_calls(net, b, epoch_args):
+        """compiling.KernelCalls of an epoch: run_epoch's (called with epoch_args, with the
+        workspace's buffers b), with gather_weights first."""
         calls = epoch.kernel_calls(*epoch_args)
-        W1T, Hp, layers = epoch_args[1], epoch_args[2], epoch_args[10]
-        return calls._replace(calls=[(first_layer.gather_weights, (W1T, Hp, net.flat, layers))] + calls.calls)
+        return calls._replace(calls=[(first_layer.gather_weights, (b.W1T, b.Hp, net.flat, b.layers))] + calls.calls)
 
 
 def _run_together(parts, run):
