@@ -62,7 +62,7 @@ import numpy as np, fastnet
 from fastnet.backends.numba import compiling
 X = np.random.default_rng(0).integers(0, 256, (200, 784)).astype(np.uint8)
 fastnet.get_backend("numba").step(fastnet.Network.init(), X, np.arange(200) % 10, lr=0.1)
-print([helper.wait() for helper in compiling._helpers])
+print(compiling.wait_for_helpers())
 """
     assert _run(run, tmp_path) == "[0]"  # one helper, and it succeeded
     assert _run(run, tmp_path) == "[]"

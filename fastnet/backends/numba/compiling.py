@@ -120,6 +120,11 @@ def _reap(helper):
         helper.wait()
 
 
+def wait_for_helpers(timeout=HELPER_TIMEOUT):
+    """Wait for every helper this process started; their exit codes."""
+    return [helper.wait(timeout) for helper in _helpers]
+
+
 def run_as_helper(run):
     """The helper process's side: run() starts a path on a sample of zeros, whose prepare compiles
     the path's list, last first, and ends the run."""
