@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import fastnet
-from fastnet.backends.numba.vector import VECTOR_BITS, dtype_lane_count
+from fastnet.backends.numba.vector import dtype_lane_count
 from fastnet.peers import PEER_CLASSES, make_peer
 from fastnet.tolerances import TOLERANCES
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from fastnet.backends.numba.flags import INLINE, NJIT
+from fastnet.backends.numba.flags import NJIT
 from fastnet.backends.numba.layers import ACT_AT, B_AT, N_IN, N_OUT, W_AT
 
 
