@@ -1,5 +1,5 @@
 """256-bit vectors for Numba kernels (a small Numba extension): a value type held in a register,
-and the few operations the first-layer kernels need.
+and the few operations the layer kernels need.
 
 Why: the first layer walks each sample's non-zero pixels and, per pixel, adds a row of weights
 into the sample's unit sums. LLVM's loop vectoriser only vectorises long inner loops; for a row of
