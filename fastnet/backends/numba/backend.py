@@ -41,12 +41,19 @@ class NumbaBackend(Backend):
         self._threads = int(n)
 
     def _run_chunks(self, n_chunks, run):
-        """run(c, worker) for every chunk c, on min(threads, n_chunks) workers: worker w takes chunks
-        w, w + workers, ... The chunks, not the workers, decide what is summed with what."""
+        """run(c, worker) for every chunk c, on min(threads, n_chunks) workers: each worker takes the
+        next chunk not yet taken, so a worker slowed down (a core shared with other work) takes fewer
+        of them. The chunks, not the workers, decide what is summed with what."""
         workers = min(self._threads, n_chunks)
+        next_chunk = iter(range(n_chunks))
+        taking = threading.Lock()
 
         def work(worker):
-            for c in range(worker, n_chunks, workers):
+            while True:
+                with taking:
+                    c = next(next_chunk, None)
+                if c is None:
+                    return
                 run(c, worker)
 
         if workers > 1 and self._pool is None:  # at most NUMBA_NUM_THREADS - 1 helpers are ever needed
