@@ -8,7 +8,7 @@ padding unit is computed: units are taken UNIT_TILE at a time, up to tiled_units
 Forward: one vector of samples' values of a pixel times a broadcast weight, into register tiles of
 UNIT_TILE units x 2 vectors of samples. Backward: tiles of 2 pixels x UNIT_TILE units, each summed
 over the block's samples lane by lane into ``lane_sums`` (per thread), whose lanes are added up
-once per chunk by :func:`fold_lane_sums`.
+once per chunk by :func:`fold_lane_sums`; the units are taken a group at a time (DELTAS_IN_L1).
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ from fastnet.backends.numba.flags import INLINE, NJIT, NJIT_SIMD
 from fastnet.backends.numba.vector import at, lane_count, vadd, vbroadcast, vfma, vload, vload_as, vstore, vzero
 
 UNIT_TILE = 5  # units per register tile: 2 x 5 vector accumulators (+ 2 inputs) fit in 16 ymm registers
+# The backward pass reads all of a block's dense pixels once per group of units whose deltas take at
+# most this many bytes (half of Zen 3's 32 KiB L1 data cache): 30 units at float32, 15 at float64,
+# so at hidden 10 all units at once, as before. Measured on a whole pass over MNIST at 784-128-10
+# float32, against all 128 units' deltas (64 KiB) at once: 0.95-0.96x the time (in one process, alternated).
+DELTAS_IN_L1 = 16384
 
 
 @njit(**NJIT, **INLINE)
@@ -26,6 +31,13 @@ def tiled_units(H):
     """H rounded up to whole UNIT_TILEs: the units these kernels compute (those from H on are
     discarded, see .workspace for the slack this needs)."""
     return -(-H // UNIT_TILE) * UNIT_TILE
+
+
+@njit(**NJIT, **INLINE)
+def units_per_group(B, itemsize):
+    """How many units' deltas (whole UNIT_TILEs, at least one) :func:`backward` takes at a time: as
+    many as fit DELTAS_IN_L1 bytes for B samples."""
+    return max(DELTAS_IN_L1 // (B * itemsize) // UNIT_TILE, 1) * UNIT_TILE
 
 
 @njit(**NJIT, **INLINE)
@@ -88,28 +100,30 @@ def backward(lane_sums, nb, dense, base, P, deltas, H):
     lanes = lane_count(lane_sums)
     B = deltas.shape[1]
     Ht = tiled_units(H)
-    for j in range(0, P, 2):
-        two = j + 1 < P
-        q = j + 1 if two else j  # a lone last pixel is summed twice and kept once
-        for h0 in range(0, H, UNIT_TILE):
-            a0 = a1 = a2 = a3 = a4 = c0 = c1 = c2 = c3 = c4 = vzero(lane_sums)  # a: pixel j, c: pixel q
-            d0, d1, d2, d3, d4 = deltas[h0], deltas[h0 + 1], deltas[h0 + 2], deltas[h0 + 3], deltas[h0 + 4]
-            for g in range(0, nb, lanes):
-                x = vload_as(lane_sums, dense, base + j * B + g)
-                u = vload_as(lane_sums, dense, base + q * B + g)
-                v = vload(d0, g)
-                a0, c0 = vfma(x, v, a0), vfma(u, v, c0)
-                v = vload(d1, g)
-                a1, c1 = vfma(x, v, a1), vfma(u, v, c1)
-                v = vload(d2, g)
-                a2, c2 = vfma(x, v, a2), vfma(u, v, c2)
-                v = vload(d3, g)
-                a3, c3 = vfma(x, v, a3), vfma(u, v, c3)
-                v = vload(d4, g)
-                a4, c4 = vfma(x, v, a4), vfma(u, v, c4)
-            _add_tile(lane_sums, (j * Ht + h0) * lanes, a0, a1, a2, a3, a4)
-            if two:
-                _add_tile(lane_sums, (q * Ht + h0) * lanes, c0, c1, c2, c3, c4)
+    group = units_per_group(B, lane_sums.itemsize)
+    for first in range(0, H, group):  # a group's deltas stay in L1 while every pixel is read
+        for j in range(0, P, 2):
+            two = j + 1 < P
+            q = j + 1 if two else j  # a lone last pixel is summed twice and kept once
+            for h0 in range(first, min(first + group, H), UNIT_TILE):
+                a0 = a1 = a2 = a3 = a4 = c0 = c1 = c2 = c3 = c4 = vzero(lane_sums)  # a: pixel j, c: pixel q
+                d0, d1, d2, d3, d4 = deltas[h0], deltas[h0 + 1], deltas[h0 + 2], deltas[h0 + 3], deltas[h0 + 4]
+                for g in range(0, nb, lanes):
+                    x = vload_as(lane_sums, dense, base + j * B + g)
+                    u = vload_as(lane_sums, dense, base + q * B + g)
+                    v = vload(d0, g)
+                    a0, c0 = vfma(x, v, a0), vfma(u, v, c0)
+                    v = vload(d1, g)
+                    a1, c1 = vfma(x, v, a1), vfma(u, v, c1)
+                    v = vload(d2, g)
+                    a2, c2 = vfma(x, v, a2), vfma(u, v, c2)
+                    v = vload(d3, g)
+                    a3, c3 = vfma(x, v, a3), vfma(u, v, c3)
+                    v = vload(d4, g)
+                    a4, c4 = vfma(x, v, a4), vfma(u, v, c4)
+                _add_tile(lane_sums, (j * Ht + h0) * lanes, a0, a1, a2, a3, a4)
+                if two:
+                    _add_tile(lane_sums, (q * Ht + h0) * lanes, c0, c1, c2, c3, c4)
 
 
 @njit(**NJIT)
