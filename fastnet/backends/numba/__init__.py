@@ -16,7 +16,8 @@ One training step, module by module (``backend.step(net, X, y, lr=0.1)``):
    - :mod:`.first_layer` ``forward``: layer 1 = :mod:`.dense_pixels` (a small matrix product over
      the often non-zero pixels) + :mod:`.sparse_pixels` (each sample's non-zero rest), scaled,
      plus bias, ReLU;
-   - :mod:`.upper_layers` ``forward``: layers 2..L, feature-major over the block's samples;
+   - :mod:`.upper_layers` ``forward``: layers 2..L, feature-major over the block's samples, in
+     register tiles like the dense pixels';
    - :mod:`.softmax` ``softmax_xent``: probabilities, the loss and the correct predictions;
    - :mod:`.upper_layers` ``backward``: gradients of layers L..2, every bias gradient summed
      there (layer 2's included), and the deltas of layer 1;
