@@ -25,13 +25,17 @@ AWKWARD_CASES = {
     "hidden width 20 (3 float32 vectors, 5 float64)": (31, (100, 20, 10), "uint8", 1),
     "hidden width 129 (a mostly padded last pass)": (17, (300, 129, 10), "uint8", 0),
     "three hidden layers": (19, (20, 16, 8, 5, 3), "uint8", 0),
+    # the upper layers compute whole tiles of 5 units and pairs of vectors of samples: narrow hidden
+    # layers make the extra rows cross more than one layer; 150 samples leave a partial last block
+    "narrow hidden layers after the first, a partial block": (150, (30, 6, 1, 2, 4), "uint8", 0),
     # MNIST-like: an odd number of often non-zero pixels (the centre) and rarely non-zero ones (the edges)
     "dense and sparse pixels, a partial last block": (300, (57, 10, 10), "mixed", 3),
 }
 FLOAT32_AWKWARD_CASES = ["N=37 (not a multiple of the chunk count)", "hidden width 13, two hidden layers",
                          "dense and sparse pixels, a partial last block",
                          "hidden width 20 (3 float32 vectors, 5 float64)",
-                         "hidden width 129 (a mostly padded last pass)"]
+                         "hidden width 129 (a mostly padded last pass)",
+                         "narrow hidden layers after the first, a partial block"]
 
 
 def assert_stages_agree(backend, net, X, y, tol, ref_net=None):

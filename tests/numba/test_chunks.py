@@ -59,3 +59,37 @@ def test_threads_outside_the_pool_are_refused():
         FAST.set_threads(0)
     with pytest.raises(ValueError, match="threads must be between 1 and"):
         FAST.set_threads(numba.config.NUMBA_NUM_THREADS + 1)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two worker threads")
+def test_chunks_are_shared_out_and_none_starts_after_a_failure():
+    import threading
+    import time
+    from fastnet.backends.numba.backend import NumbaBackend
+
+    backend = NumbaBackend()
+    backend.set_threads(2)
+    ran = []
+
+    def run(c, worker):
+        ran.append((c, worker))
+        time.sleep(0.002)
+
+    backend._run_chunks(12, run)
+    assert sorted(c for c, _ in ran) == list(range(12))  # every chunk once
+    assert {w for _, w in ran} == {0, 1}  # by both workers
+
+    calling = threading.current_thread()
+    started = []
+
+    def fail_on_the_calling_thread(c, worker):
+        started.append(c)
+        if threading.current_thread() is calling:
+            raise KeyboardInterrupt
+        time.sleep(0.01)
+
+    with pytest.raises(KeyboardInterrupt):
+        backend._run_chunks(16, fail_on_the_calling_thread)
+    after = len(started)
+    time.sleep(0.05)
+    assert len(started) == after < 16  # the helper finished its chunk and took no other

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 import numpy as np
@@ -45,13 +45,13 @@ class NumbaBackend(Backend):
         next chunk not yet taken, so a worker slowed down (a core shared with other work) takes fewer
         of them. The chunks, not the workers, decide what is summed with what."""
         workers = min(self._threads, n_chunks)
-        next_chunk = iter(range(n_chunks))
-        taking = threading.Lock()
+        unclaimed = iter(range(n_chunks))
+        lock = threading.Lock()
 
         def work(worker):
             while True:
-                with taking:
-                    c = next(next_chunk, None)
+                with lock:
+                    c = next(unclaimed, None)
                 if c is None:
                     return
                 run(c, worker)
@@ -59,7 +59,13 @@ class NumbaBackend(Backend):
         if workers > 1 and self._pool is None:  # at most NUMBA_NUM_THREADS - 1 helpers are ever needed
             self._pool = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS - 1, thread_name_prefix="fastnet-numba")
         helpers = [self._pool.submit(work, w) for w in range(1, workers)]
-        work(0)  # the calling thread is worker 0
+        try:
+            work(0)  # the calling thread is worker 0
+        finally:  # even if it failed (or was interrupted): no chunk is started after this returns
+            with lock:
+                for _ in unclaimed:
+                    pass
+            wait(helpers)
         for done in helpers:
             done.result()  # re-raises a helper's exception here
 

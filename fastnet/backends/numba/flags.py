@@ -21,8 +21,11 @@ NJIT_SIMD = dict(NJIT, fastmath=False)
 # optimisation and machine code, even when LLVM then inlines it. Measured on the first float32
 # step with an empty cache: 7.1 s -> 5.4 s. The kernels with the hot inner loops (sum_rows' two
 # variants, add_rows, the dense-pixel passes, softmax_xent) stay separate: inlining those made the
-# first step compile up to 3 s longer. The kernels a top kernel calls directly (the first and upper
-# layers' passes, and the epoch's stages) stay separate too: .compiling compiles them on two cores.
+# first step compile up to 3 s longer (the upper layers' _products, later, was kept separate too:
+# the forward and the backward pass share its one compilation). The kernels a top kernel
+# calls directly (the first and upper layers' passes, and the epoch's stages) stay separate too:
+# .compiling compiles them on two cores. And a helper that takes arrays is not inlined into a loop
+# over samples: Numba then counts references to its arrays on every call (see sparse_pixels.forward).
 INLINE = dict(inline="always")
 
 # Samples are processed in blocks of BLOCK (block k: samples k * BLOCK ...): the upper layers' and

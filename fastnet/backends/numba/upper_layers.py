@@ -3,10 +3,11 @@ forward and backward, written to be called block by block by any pass over the d
 
 Layout: a block is at most B samples (flags.BLOCK); ``acts`` and ``deltas`` are feature-major,
 (rows, B), every layer's units stacked (row ``layers[l, ACT_AT] + o`` is unit o of layer l + 1,
-see .layers), so every inner loop runs over the block's ``nb`` samples and vectorises. ``flat`` is
-the network's flat parameter vector and ``layers`` its layer table. Only columns below nb are
-read for results; the products also fill the columns up to a whole pair of vectors (from whatever
-those hold), which nothing reads.
+see .layers), so every inner loop runs over the block's samples and vectorises. ``flat`` is the
+network's flat parameter vector and ``layers`` its layer table. Only columns below nb are read
+for results; the products also fill the columns up to a whole pair of vectors (from whatever
+those hold). Nothing uses those; layer 1's deltas there are zeroed (first_layer.backward) before
+the dense pixels' backward pass reads them.
 
 The output layer's logits (its rows of ``acts``) go through .softmax between the two.
 
@@ -28,20 +29,29 @@ from fastnet.backends.numba.flags import INLINE, NJIT, NJIT_SIMD
 from fastnet.backends.numba.layers import ACT_AT, B_AT, N_IN, N_OUT, W_AT
 from fastnet.backends.numba.vector import at, lane_count, vbroadcast, vfma, vload, vstore, vzero
 
+NO_BIAS = -1  # _products' bias offset for "no bias" (the deltas of the layer below)
+
 
 @njit(**NJIT_SIMD)
-def _products(rows, out_at, in_at, n_out, n_in, n_cols, flat, w, out_step, in_step, bias):
+def _products(rows, out_at, in_at, n_outputs, n_inputs, n_cols, flat, w, out_step, in_step, bias):
     """rows[out_at + o, :n_cols] = b[o] + sum over i of W(o, i) * rows[in_at + i, :n_cols], where
-    W(o, i) = flat[w + o * out_step + i * in_step] and b[o] = flat[bias + o] (0 if bias < 0), for
-    o below n_out rounded up to whole UNIT_TILEs: the rows from n_out on get copies of the last
-    output's values (the caller's rows must allow for them). n_cols: a whole number of pairs of
-    vectors (columns past the block's samples are computed from whatever they hold, and unused)."""
+    W(o, i) = flat[w + o * out_step + i * in_step] and b[o] = flat[bias + o] (0 if bias is
+    NO_BIAS), for o below n_outputs rounded up to whole UNIT_TILEs: the rows from n_outputs on get
+    copies of the last output's values. n_cols: a whole number of pairs of vectors (columns past
+    the block's samples are computed from whatever they hold, and unused).
+
+    Those extra rows may be input rows (the backward pass's are the layer above's deltas): that is
+    safe because, for each pair of column vectors, the tile that writes them is the last one and
+    stores only after all its reads. Keep it so.
+
+    Call it with int64 values (``np.int64(1)``), not constants: Numba would compile it once more
+    for every literal argument, where forward and backward now share one compilation."""
     lanes = lane_count(rows)
-    last = n_out - 1
+    last = n_outputs - 1
     for g in range(0, n_cols, 2 * lanes):
-        for o0 in range(0, n_out, UNIT_TILE):
+        for o0 in range(0, n_outputs, UNIT_TILE):
             k0, k1, k2, k3, k4 = o0, min(o0 + 1, last), min(o0 + 2, last), min(o0 + 3, last), min(o0 + 4, last)
-            if bias >= 0:
+            if bias != NO_BIAS:
                 a0 = c0 = vbroadcast(rows, at(flat, bias + k0))  # a: samples g.., c: g + lanes..
                 a1 = c1 = vbroadcast(rows, at(flat, bias + k1))
                 a2 = c2 = vbroadcast(rows, at(flat, bias + k2))
@@ -51,7 +61,7 @@ def _products(rows, out_at, in_at, n_out, n_in, n_cols, flat, w, out_step, in_st
                 a0 = a1 = a2 = a3 = a4 = c0 = c1 = c2 = c3 = c4 = vzero(rows)
             p0, p1, p2 = w + k0 * out_step, w + k1 * out_step, w + k2 * out_step
             p3, p4 = w + k3 * out_step, w + k4 * out_step
-            for i in range(n_in):
+            for i in range(n_inputs):
                 row, q = rows[in_at + i], i * in_step
                 x, u = vload(row, g), vload(row, g + lanes)
                 v = vbroadcast(rows, at(flat, p0 + q))
@@ -88,14 +98,13 @@ def _paired_columns(nb, rows):
 def forward(acts, nb, flat, layers):
     """Layers 2..L from layer 1's activations (acts[:H, :nb]): each layer's rows of acts get
     W @ inputs + b, then ReLU except on the last layer, whose rows get the logits. Rows past a
-    layer's units, up to a whole UNIT_TILE, are overwritten (the next layer's, computed after, or
-    the slack rows after the last layer's)."""
+    layer's units, up to a whole UNIT_TILE, are overwritten (later layers', computed after, or the
+    slack rows after the last layer's)."""
     n_layers = layers.shape[0]
     n_cols = _paired_columns(nb, acts)
     for l in range(1, n_layers):
         n_in, n_out = layers[l, N_IN], layers[l, N_OUT]
         a_in, a_out = layers[l - 1, ACT_AT], layers[l, ACT_AT]
-        # np.int64(1), not 1: a literal argument would make Numba compile _products once more for it
         _products(acts, a_out, a_in, n_out, n_in, n_cols, flat, layers[l, W_AT], n_in, np.int64(1), layers[l, B_AT])
         if l < n_layers - 1:
             for o in range(n_out):
@@ -110,7 +119,7 @@ def backward(flat_grad, deltas, acts, nb, y, n0, flat, layers):
     """Add the block's gradients of layers L..2 (W and b) into flat_grad (laid out like flat), from
     the probabilities in the last layer's rows of acts and the labels y[n0:n0 + nb]; leave
     d(loss)/d(z1) in deltas[:H, :nb] for layer 1. Rows of deltas past a layer's units, up to a
-    whole UNIT_TILE, are overwritten (those of the layer above, already used)."""
+    whole UNIT_TILE, are overwritten (those of the layers above, already used)."""
     n_layers = layers.shape[0]
     K, o = layers[n_layers - 1, N_OUT], layers[n_layers - 1, ACT_AT]
     n_cols = _paired_columns(nb, acts)
@@ -136,7 +145,7 @@ def backward(flat_grad, deltas, acts, nb, y, n0, flat, layers):
                     s += dj[b] * a[b]
                 flat_grad[w + j * n_in + i] = s
         # the deltas of the layer below: W's transpose times these
-        _products(deltas, a_in, a_out, n_in, n_out, n_cols, flat, w, np.int64(1), n_in, np.int64(-1))
+        _products(deltas, a_in, a_out, n_in, n_out, n_cols, flat, w, np.int64(1), n_in, np.int64(NO_BIAS))
         for i in range(n_in):  # ReLU: the gradient passes where the unit was active
             di, a = deltas[a_in + i], acts[a_in + i]
             for b in range(nb):

@@ -16,7 +16,7 @@ import numpy as np
 from fastnet.backends.numba import flags
 from fastnet.backends.numba.dense_pixels import UNIT_TILE, lane_sums_size, tiled_units
 from fastnet.backends.numba.epoch import EpochBuffers
-from fastnet.backends.numba.layers import N_OUT, layer_table, n_activations
+from fastnet.backends.numba.layers import ACT_AT, N_OUT, layer_table, n_activations
 from fastnet.backends.numba.vector import dtype_lane_count
 from fastnet.network import n_params
 
@@ -63,7 +63,8 @@ class Workspace:
         self.lanes = lanes = dtype_lane_count(dtype)
         Hp = padded_units(H, dtype)
         rows = n_activations(sizes) + UNIT_TILE
-        # dense_pixels.forward writes 2 vectors of samples at a time: a block is whole pairs of vectors
+        # dense_pixels.forward and upper_layers._products write 2 vectors of samples at a time: a
+        # block is whole pairs of vectors
         assert B % (2 * lanes) == 0, "flags.BLOCK must be a whole number of pairs of vectors"
         # sparse_pixels.forward/backward take vectors_per_pass (2, 3 or 4) vectors of units at a time
         assert Hp >= H and Hp % lanes == 0 and (Hp // lanes in (2, 3) or Hp // lanes % 4 == 0), Hp
@@ -86,9 +87,12 @@ class Workspace:
         )
         # dense_pixels.forward/backward compute whole tiles of units, up to tiled_units(H): for the
         # last pixel they read W1T, and for every block they write acts and read deltas, up to
-        # UNIT_TILE - 1 units past H (hence the slack in both)
+        # UNIT_TILE - 1 units past H; upper_layers._products writes up to UNIT_TILE - 1 rows past
+        # each layer's units, in acts and deltas (hence the slack rows in both)
         Ht = tiled_units(H)
         assert self.buffers.W1T.size >= (D - 1) * Hp + Ht and self.buffers.acts.shape[1] >= Ht
+        table = self.buffers.layers
+        assert all(table[l, ACT_AT] + tiled_units(table[l, N_OUT]) <= rows for l in range(len(table)))
         self.mean_grad = np.zeros(n_params(sizes), dtype)
         self.no_probs = np.zeros((0, sizes[-1]), dtype)  # "no probabilities wanted"
         self.epoch_buffers = None
