@@ -24,8 +24,7 @@ NJIT_SIMD = dict(NJIT, fastmath=False)
 # first step compile up to 3 s longer (the upper layers' _products, later, was kept separate too:
 # the forward and the backward pass share its one compilation). The kernels a top kernel
 # calls directly (the first and upper layers' passes, and the epoch's stages) stay separate too:
-# .compiling compiles them on two cores. And a helper that takes arrays is not inlined into a loop
-# over samples: Numba then counts references to its arrays on every call (see sparse_pixels.forward).
+# .compiling compiles them on two cores.
 INLINE = dict(inline="always")
 
 # Samples are processed in blocks of BLOCK (block k: samples k * BLOCK ...): the upper layers' and

@@ -104,23 +104,11 @@ def forward(acts, z, n0, nb, ptr, idx, val, W1T, Hp, H):
     """acts[h, b] += sum over sample n0 + b's sparse non-zero pixels d of x[d] * W1[h, d]
     (unscaled): per sample, one pass over its entries per V vectors of units, the sums held in
     registers. z (Hp,) is scratch."""
-    lanes = lane_count(W1T)
-    V = vectors_per_pass(Hp, lanes)
     for b in range(nb):
         lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
         if lo == hi:
             continue
-        # sum_rows' passes, written out: sum_rows is inlined by Numba, which then counts references
-        # to the arrays it is given on every call (atomic updates). With its range's division, per
-        # sample, that cost 1.5-3% of a whole pass at 784-10-10 float32 (in one process,
-        # alternated). The epoch (.epoch) still calls sum_rows: not measured there.
-        t = 0
-        while t < Hp:
-            if V == 2:
-                _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp)
-            else:
-                _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp)
-            t += V * lanes
+        sum_rows(z, lo, hi, idx, val, W1T, Hp, 0, 1)
         for h in range(H):
             acts[h, b] += z[h]
 
@@ -133,8 +121,7 @@ def add_rows(rows, e, lo, hi, idx, val, Hp, part, parts):
     (as in sum_rows)."""
     lanes = lane_count(rows)
     V = vectors_per_pass(Hp, lanes)
-    t = part * V * lanes
-    while t < Hp:  # a range whose step is known only at run time computes its trip count by dividing
+    for t in range(part * V * lanes, Hp, parts * V * lanes):
         d0, d1 = vload(e, t), vload(e, t + lanes)
         d2 = vload(e, t + 2 * lanes) if V > 2 else d0
         d3 = vload(e, t + 3 * lanes) if V > 3 else d0
@@ -147,7 +134,6 @@ def add_rows(rows, e, lo, hi, idx, val, Hp, part, parts):
                 vstore(rows, p + 2 * lanes, vfma(d2, v, vload(rows, p + 2 * lanes)))
             if V > 3:
                 vstore(rows, p + 3 * lanes, vfma(d3, v, vload(rows, p + 3 * lanes)))
-        t += parts * V * lanes
 
 
 @njit(**NJIT_SIMD, **INLINE)
