@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
@@ -41,19 +42,25 @@ class NumbaBackend(Backend):
         self._threads = int(n)
 
     def _run_chunks(self, n_chunks, run):
-        """run(c, worker) for every chunk c, on min(threads, n_chunks) workers: each worker takes the
-        next chunk not yet taken, so a worker slowed down (a core shared with other work) takes fewer
-        of them. The chunks, not the workers, decide what is summed with what."""
+        """run(c, worker) for every chunk c, on min(threads, n_chunks) workers. Worker w has chunks
+        w, w + workers, ... and runs them in order; a worker done with its own takes the last one
+        not yet started from another worker (a core slowed by other work thus runs fewer). Taking
+        the next chunk from one shared queue instead left one worker a chunk more than the other in
+        2 of 12 steps at hidden 128 on a quiet machine. The chunks, not the workers, decide what is
+        summed with what."""
         workers = min(self._threads, n_chunks)
-        unclaimed = iter(range(n_chunks))
+        queues = [deque(range(w, n_chunks, workers)) for w in range(workers)]
         lock = threading.Lock()
 
+        def next_chunk(worker):
+            with lock:
+                if queues[worker]:
+                    return queues[worker].popleft()
+                longest = max(queues, key=len)
+                return longest.pop() if longest else None
+
         def work(worker):
-            while True:
-                with lock:
-                    c = next(unclaimed, None)
-                if c is None:
-                    return
+            while (c := next_chunk(worker)) is not None:
                 run(c, worker)
 
         if workers > 1 and self._pool is None:  # at most NUMBA_NUM_THREADS - 1 helpers are ever needed
@@ -63,8 +70,8 @@ class NumbaBackend(Backend):
             work(0)  # the calling thread is worker 0
         finally:  # even if it failed (or was interrupted): no chunk is started after this returns
             with lock:
-                for _ in unclaimed:
-                    pass
+                for queue in queues:
+                    queue.clear()
             wait(helpers)
         for done in helpers:
             done.result()  # re-raises a helper's exception here
