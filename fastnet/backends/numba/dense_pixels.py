@@ -69,16 +69,24 @@ def forward(acts, nb, dense, base, dense_pixels, W1T, Hp, H):
                 a3, c3 = vfma(x, v, a3), vfma(u, v, c3)
                 v = vbroadcast(W1T, at(W1T, w + 4))
                 a4, c4 = vfma(x, v, a4), vfma(u, v, c4)
-            vstore(acts[h0], g, a0)
-            vstore(acts[h0], g + lanes, c0)
-            vstore(acts[h0 + 1], g, a1)
-            vstore(acts[h0 + 1], g + lanes, c1)
-            vstore(acts[h0 + 2], g, a2)
-            vstore(acts[h0 + 2], g + lanes, c2)
-            vstore(acts[h0 + 3], g, a3)
-            vstore(acts[h0 + 3], g + lanes, c3)
-            vstore(acts[h0 + 4], g, a4)
-            vstore(acts[h0 + 4], g + lanes, c4)
+            store_tile(acts, h0, g, a0, c0, a1, c1, a2, c2, a3, c3, a4, c4)
+
+
+@njit(**NJIT_SIMD, **INLINE)
+def store_tile(rows, r, g, a0, c0, a1, c1, a2, c2, a3, c3, a4, c4):
+    """A register tile into rows r .. r + UNIT_TILE - 1 of ``rows``: at, c_t into columns g.. and
+    g + lanes.. of row r + t."""
+    lanes = lane_count(rows)
+    vstore(rows[r], g, a0)
+    vstore(rows[r], g + lanes, c0)
+    vstore(rows[r + 1], g, a1)
+    vstore(rows[r + 1], g + lanes, c1)
+    vstore(rows[r + 2], g, a2)
+    vstore(rows[r + 2], g + lanes, c2)
+    vstore(rows[r + 3], g, a3)
+    vstore(rows[r + 3], g + lanes, c3)
+    vstore(rows[r + 4], g, a4)
+    vstore(rows[r + 4], g + lanes, c4)
 
 
 @njit(**NJIT_SIMD, **INLINE)

@@ -24,10 +24,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from fastnet.backends.numba.dense_pixels import UNIT_TILE
+from fastnet.backends.numba.dense_pixels import UNIT_TILE, store_tile
 from fastnet.backends.numba.flags import INLINE, NJIT, NJIT_SIMD
 from fastnet.backends.numba.layers import ACT_AT, B_AT, N_IN, N_OUT, W_AT
-from fastnet.backends.numba.vector import at, lane_count, vbroadcast, vfma, vload, vstore, vzero
+from fastnet.backends.numba.vector import at, lane_count, vbroadcast, vfma, vload, vzero
 
 NO_BIAS = -1  # _products' bias offset for "no bias" (the deltas of the layer below)
 
@@ -74,17 +74,7 @@ def _products(rows, out_at, in_at, n_outputs, n_inputs, n_cols, flat, w, out_ste
                 a3, c3 = vfma(x, v, a3), vfma(u, v, c3)
                 v = vbroadcast(rows, at(flat, p4 + q))
                 a4, c4 = vfma(x, v, a4), vfma(u, v, c4)
-            r = out_at + o0
-            vstore(rows[r], g, a0)
-            vstore(rows[r], g + lanes, c0)
-            vstore(rows[r + 1], g, a1)
-            vstore(rows[r + 1], g + lanes, c1)
-            vstore(rows[r + 2], g, a2)
-            vstore(rows[r + 2], g + lanes, c2)
-            vstore(rows[r + 3], g, a3)
-            vstore(rows[r + 3], g + lanes, c3)
-            vstore(rows[r + 4], g, a4)
-            vstore(rows[r + 4], g + lanes, c4)
+            store_tile(rows, out_at + o0, g, a0, c0, a1, c1, a2, c2, a3, c3, a4, c4)
 
 
 @njit(**NJIT, **INLINE)
