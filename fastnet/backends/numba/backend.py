@@ -44,10 +44,10 @@ class NumbaBackend(Backend):
     def _run_chunks(self, n_chunks, run):
         """run(c, worker) for every chunk c, on min(threads, n_chunks) workers. Worker w has chunks
         w, w + workers, ... and runs them in order; a worker done with its own takes the last one
-        not yet started from another worker (a core slowed by other work thus runs fewer). Taking
-        the next chunk from one shared queue instead left one worker a chunk more than the other in
-        2 of 12 steps at hidden 128 on a quiet machine. The chunks, not the workers, decide what is
-        summed with what."""
+        not yet started from another worker, so that a core slowed by other work can run fewer.
+        Taking the next chunk from one shared queue instead left one worker a chunk more than the
+        other in 2 of 12 steps at hidden 128 on a quiet machine. The chunks, not the workers,
+        decide what is summed with what."""
         workers = min(self._threads, n_chunks)
         queues = [deque(range(w, n_chunks, workers)) for w in range(workers)]
         lock = threading.Lock()
