@@ -27,7 +27,7 @@ import threading
 from typing import NamedTuple
 
 import numba
-from numba import typeof, types
+from numba import typeof
 from numba.core.typing.typeof import Purpose
 
 
@@ -43,10 +43,9 @@ class KernelCalls(NamedTuple):
 
 
 def signature(args):
-    """The argument types Numba compiles a kernel for when it is called with ``args``; an argument
-    may be a Numba type itself (a kernel called with a constant, say, is compiled for that
-    constant: ``types.literal(0)``)."""
-    return tuple(arg if isinstance(arg, types.Type) else typeof(arg, Purpose.argument) for arg in args)
+    """The argument types Numba compiles a kernel for when it is called with ``args`` (kernels
+    never call each other with constants, see .flags, so no argument is a literal)."""
+    return tuple(typeof(arg, Purpose.argument) for arg in args)
 
 
 def compile_all(calls):

@@ -27,6 +27,10 @@ NJIT_SIMD = dict(NJIT, fastmath=False)
 # .compiling compiles them on two cores.
 INLINE = dict(inline="always")
 
+# Constant arguments: a kernel compiled on its own is never called from another with a constant argument
+# (``f(x, 0)``): Numba types a constant as a literal and compiles the kernel once more for it, so two
+# paths calling it with 0 and with a variable compiled it twice. Such a call passes ``np.int64(0)``.
+
 # Samples are processed in blocks of BLOCK (block k: samples k * BLOCK ...): the upper layers' and
 # the softmax's loops run over a block's samples, so a longer block spreads each loop's fixed cost
 # over more samples (128 measured 12% faster per step than 32 on 784-10-10 float32; 256 no better

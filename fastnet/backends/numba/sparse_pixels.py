@@ -10,6 +10,7 @@ registers, times each non-zero value are added into that pixel's row of the W1 g
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from fastnet.backends.numba.flags import INLINE, NJIT_SIMD
@@ -146,4 +147,4 @@ def backward(w1t_grad, e, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
             continue
         for h in range(H):
             e[h] = deltas[h, b] * scale
-        add_rows(w1t_grad, e, lo, hi, idx, val, Hp, 0, 1)
+        add_rows(w1t_grad, e, lo, hi, idx, val, Hp, np.int64(0), np.int64(1))  # not 0, 1: see .flags

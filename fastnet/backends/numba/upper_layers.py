@@ -44,8 +44,8 @@ def _products(rows, out_at, in_at, n_outputs, n_inputs, n_cols, flat, w, out_ste
     safe because, for each pair of column vectors, the tile that writes them is the last one and
     stores only after all its reads. Keep it so.
 
-    Call it with int64 values (``np.int64(1)``), not constants: Numba would compile it once more
-    for every literal argument, where forward and backward now share one compilation."""
+    Called with ``np.int64(1)``, not 1 (.flags, constant arguments): forward and backward share one
+    compilation."""
     lanes = lane_count(rows)
     last = n_outputs - 1
     for g in range(0, n_cols, 2 * lanes):
