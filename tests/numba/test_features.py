@@ -11,13 +11,21 @@ from tests.helpers import random_problem
 
 
 def decode(f, D):
-    """X (N, D) as float64, rebuilt from its features."""
+    """X (N, D) as float64, rebuilt from its features (row r holds sample f.order[r])."""
     N = f.n_samples
-    X = np.zeros((N, D))
+    rows = np.zeros((N, D))
     blocks, P, B = f.dense.shape
-    X[:, f.dense_pixels] = f.dense.transpose(0, 2, 1).reshape(blocks * B, P)[:N]
-    X[np.repeat(np.arange(N), np.diff(f.ptr)), f.idx] = f.val
+    rows[:, f.dense_pixels] = f.dense.transpose(0, 2, 1).reshape(blocks * B, P)[:N]
+    rows[np.repeat(np.arange(N), np.diff(f.ptr)), f.idx] = f.val
+    X = np.empty_like(rows)
+    X[f.order] = rows
     return X
+
+
+def assert_sorted_by_entry_count(f):
+    """f.order is a permutation, and the rows' numbers of sparse entries never decrease."""
+    np.testing.assert_array_equal(np.sort(f.order), np.arange(f.n_samples))
+    assert (np.diff(np.diff(f.ptr)) >= 0).all(), "rows not sorted by their number of sparse entries"
 
 
 CASES = {  # name: (N, D, kind, all-zero images)
@@ -42,6 +50,7 @@ def test_features_hold_every_pixel_exactly_once(case, dtype):
     assert f.dense.shape == (-(-N // flags.BLOCK), len(f.dense_pixels), flags.BLOCK)
     assert f.dense.dtype == f.val.dtype == (np.uint8 if kind != "float" else dtype)
     np.testing.assert_array_equal(decode(f, D), X.astype(dtype) if kind == "float" else X)
+    assert_sorted_by_entry_count(f)
 
 
 def test_mnist_like_data_has_both_kinds_of_pixel():
@@ -58,3 +67,13 @@ def test_a_subset_holds_its_rows():
     sub = subset_features(f, rows)
     np.testing.assert_array_equal(sub.dense_pixels, f.dense_pixels)
     np.testing.assert_array_equal(decode(sub, 57), X[rows])
+    assert_sorted_by_entry_count(sub)
+
+
+def test_samples_with_as_many_sparse_entries_keep_their_order():
+    X = np.zeros((6, 6), np.uint8)
+    X[:, 0] = 9  # a dense pixel; the others are non-zero in at most 2 of 6 samples: sparse
+    X[[1, 4], 1:4] = 7  # three sparse entries
+    X[[0, 3], 4] = X[5, 5] = 5  # one
+    f = prepare_features(X, np.dtype(np.float32))
+    np.testing.assert_array_equal(f.order, [2, 0, 3, 5, 1, 4])

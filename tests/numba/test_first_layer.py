@@ -33,7 +33,7 @@ class Block:
         assert 0 < len(self.dp) < D, "the block must have both kinds of pixel"
         self.net = fastnet.Network.init(self.sizes, seed=H, dtype=dtype)
         (self.W1, self.b1), _ = self.net.params
-        self.X = X[blk * self.B:].astype(np.float64)  # (nb, D)
+        self.X = X[self.features.order][blk * self.B:].astype(np.float64)  # (nb, D): the block's rows
         self.sparse_X = self.X.copy()
         self.sparse_X[:, self.dp] = 0
         self.blk, self.nb, self.H = blk, nb, H

@@ -3,9 +3,17 @@ sparse pixels, in the layouts the layer-1 kernels read.
 
 - **Dense pixels**, non-zero in at least flags.DENSE_PIXEL_FRACTION of the samples (on MNIST the
   ~200 central ones), stored as they are, block by block: ``dense[blk, j, b]`` is dense pixel
-  ``dense_pixels[j]`` of sample blk * B + b, zero past the last sample (read by .dense_pixels).
-- **Sparse pixels**, the rest, as compressed sparse rows: sample n's non-zero ones are
+  ``dense_pixels[j]`` of row blk * B + b, zero past the last row (read by .dense_pixels).
+- **Sparse pixels**, the rest, as compressed sparse rows: row n's non-zero ones are
   ``idx[ptr[n]:ptr[n + 1]]``, in pixel order, with values ``val[...]`` (read by .sparse_pixels).
+
+- **Sample order.** The samples are stored sorted by how many sparse entries they have (``order``):
+  the sparse kernels loop over a sample's entries, and when consecutive samples have as many, the
+  CPU predicts where each loop ends. Measured on the full-batch step over MNIST (59,000 images),
+  in one process, alternated with the same features in the given order: 0.97x the time at
+  784-10-10 float32 (20 rounds, one and two threads), 0.98x at float64, 1.00x at 784-128-10;
+  preparing takes ~0-30 ms longer (~180 ms). A pass sums the same gradients in another order; the
+  kernels read labels and write probabilities through ``order``.
 
 uint8 pixels stay uint8 (``scale`` = 1/255 is applied to the sums), float pixels keep the
 network's dtype (``scale`` = 1): every pixel of X is held exactly once.
@@ -25,10 +33,11 @@ class Features(NamedTuple):
 
     dense: np.ndarray  # (blocks, P, B) values of the P dense pixels, block by block
     dense_pixels: np.ndarray  # (P,) int64: which pixels are dense
-    ptr: np.ndarray  # (N + 1,) int64: sample n's sparse entries are [ptr[n], ptr[n + 1])
+    ptr: np.ndarray  # (N + 1,) int64: row n's sparse entries are [ptr[n], ptr[n + 1])
     idx: np.ndarray  # (nnz,) pixel of each entry: uint16 (int32 if D > 65,536)
     val: np.ndarray  # (nnz,) its value: uint8 stays uint8, or floats of the network's dtype
     scale: np.generic  # 1/255 for uint8 pixels, 1 for floats, in the network's dtype
+    order: np.ndarray  # (N,) int64: row r of all the above holds sample order[r]
 
     @property
     def n_samples(self):
@@ -48,13 +57,13 @@ def _blocked(values, dtype):
     return np.ascontiguousarray(padded.reshape(blocks, B, values.shape[1]).transpose(0, 2, 1))
 
 
-def compressed_rows(X, nonzero, dtype):
+def compressed_rows(X, nonzero, dtype, counts=None):
     """(ptr, idx, val, scale): the entries of X where ``nonzero``, row by row, pixels in order;
     sample n's are [ptr[n], ptr[n + 1]). Values stay uint8 for uint8 pixels (scale 1/255), else
-    the network's dtype (scale 1)."""
+    the network's dtype (scale 1). ``counts``: nonzero's row sums, if already known."""
     N, D = X.shape
     ptr = np.zeros(N + 1, np.int64)
-    np.cumsum(nonzero.sum(axis=1), out=ptr[1:])
+    np.cumsum(nonzero.sum(axis=1) if counts is None else counts, out=ptr[1:])
     columns = np.arange(D, dtype=np.uint16 if D <= 1 << 16 else np.int32)
     idx = np.broadcast_to(columns, X.shape)[nonzero]  # row-major: sample by sample, pixels in order
     values_dtype = np.uint8 if X.dtype == np.uint8 else dtype
@@ -74,18 +83,27 @@ def take_rows(ptr, idx, val, rows):
 def prepare_features(X, dtype):
     """Features of validated pixels X (N, D) for a network of this dtype: pixels non-zero in at
     least flags.DENSE_PIXEL_FRACTION of the samples as they are, the others' non-zero entries row
-    by row."""
+    by row; the samples sorted by their number of those entries (ties keep their order)."""
     nonzero = X != 0
     is_dense = nonzero.sum(axis=0) >= flags.DENSE_PIXEL_FRACTION * len(X)
     dense_pixels = np.flatnonzero(is_dense).astype(np.int64)
     nonzero[:, is_dense] = False
-    ptr, idx, val, scale = compressed_rows(X, nonzero, dtype)
-    return Features(_blocked(X[:, dense_pixels], val.dtype), dense_pixels, ptr, idx, val, scale)
+    counts = nonzero.sum(axis=1)
+    order = np.argsort(counts, kind="stable")
+    X, nonzero = X[order], nonzero[order]  # whole rows: faster than sorting the parts (measured)
+    ptr, idx, val, scale = compressed_rows(X, nonzero, dtype, counts[order])
+    return Features(_blocked(X[:, dense_pixels], val.dtype), dense_pixels, ptr, idx, val, scale, order)
 
 
 def subset_features(f, rows):
-    """Features of the rows ``rows`` of already prepared features (a mini-batch): their values are
-    copied, no new pass over the pixels; the dense pixels stay those of the whole dataset."""
+    """Features of the samples ``rows`` of already prepared features (a mini-batch), sorted as
+    prepare_features sorts: their values are copied, no new pass over the pixels; the dense pixels
+    stay those of the whole dataset."""
+    position = np.empty_like(f.order)
+    position[f.order] = np.arange(len(f.order))
+    held = position[rows]  # the parent's rows holding the subset's samples
+    order = np.argsort(np.diff(f.ptr)[held], kind="stable")
+    held = held[order]
     B = f.dense.shape[2]
-    dense = _blocked(f.dense[rows // B, :, rows % B], f.dense.dtype)
-    return Features(dense, f.dense_pixels, *take_rows(f.ptr, f.idx, f.val, rows), f.scale)
+    dense = _blocked(f.dense[held // B, :, held % B], f.dense.dtype)
+    return Features(dense, f.dense_pixels, *take_rows(f.ptr, f.idx, f.val, held), f.scale, order)

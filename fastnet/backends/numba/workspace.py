@@ -36,6 +36,7 @@ class Buffers(NamedTuple):
     unit_sums: np.ndarray  # (C, Hp) a sample's layer-1 sums (forward) or scaled deltas (backward)
     softmax_scratch: np.ndarray  # (C, 3, B) the softmax's running max, total and exp values
     best_class: np.ndarray  # (C, B) int64: the softmax's argmax
+    labels: np.ndarray  # (C, B) int64: the labels of chunk c's current block
 
 
 def padded_units(H, dtype):
@@ -84,6 +85,7 @@ class Workspace:
             unit_sums=np.zeros((C, Hp), dtype),
             softmax_scratch=np.zeros((C, 3, B), dtype),
             best_class=np.zeros((C, B), np.int64),
+            labels=np.zeros((C, B), np.int64),
         )
         # dense_pixels.forward/backward compute whole tiles of units, up to tiled_units(H): for the
         # last pixel they read W1T, and for every block they write acts and read deltas, up to
