@@ -6,7 +6,6 @@ sparse pixels, in the layouts the layer-1 kernels read.
   ``dense_pixels[j]`` of row blk * B + b, zero past the last row (read by .dense_pixels).
 - **Sparse pixels**, the rest, as compressed sparse rows: row n's non-zero ones are
   ``idx[ptr[n]:ptr[n + 1]]``, in pixel order, with values ``val[...]`` (read by .sparse_pixels).
-
 - **Sample order.** The samples are stored sorted by how many sparse entries they have (``order``):
   the sparse kernels loop over a sample's entries, and when consecutive samples have as many, the
   CPU predicts where each loop ends. Measured on the full-batch step over MNIST (59,000 images),
