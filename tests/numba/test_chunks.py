@@ -93,3 +93,11 @@ def test_chunks_are_shared_out_and_none_starts_after_a_failure():
     after = len(started)
     time.sleep(0.05)
     assert len(started) == after < 16  # the helper finished its chunk and took no other
+
+
+def test_chunks_are_dealt_back_and_forth():
+    from fastnet.backends.numba.backend import deal_chunks
+
+    assert deal_chunks(8, 2) == [[0, 3, 4, 7], [1, 2, 5, 6]]
+    assert deal_chunks(7, 3) == [[0, 5, 6], [1, 4], [2, 3]]
+    assert deal_chunks(3, 1) == [[0, 1, 2]]
