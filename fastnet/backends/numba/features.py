@@ -8,11 +8,12 @@ sparse pixels, in the layouts the layer-1 kernels read.
   ``idx[ptr[n]:ptr[n + 1]]``, in pixel order, with values ``val[...]`` (read by .sparse_pixels).
 - **Sample order.** The samples are stored sorted by how many sparse entries they have (``order``):
   the sparse kernels loop over a sample's entries, and when consecutive samples have as many, the
-  CPU predicts where each loop ends. Measured on the full-batch step over MNIST (59,000 images),
-  in one process, alternated with the same features in the given order: 0.97x the time at
-  784-10-10 float32 (20 rounds, one and two threads), 0.98x at float64, 1.00x at 784-128-10;
-  preparing takes ~0-30 ms longer (~180 ms). A pass sums the same gradients in another order; the
-  kernels read labels and write probabilities through ``order``.
+  CPU predicts where each loop ends. Measured on the two-thread full-batch step over MNIST
+  (59,000 images), alternated in one process with the rows as given and the chunks dealt w, w + 2,
+  ... (see backend.deal_chunks, which this order needs): 0.93x the time at 784-10-10 float32 (16
+  rounds; 0.81-1.01x pair by pair), 1.00x at float64 and at 784-128-10. Preparing takes 0-30 ms
+  longer (~180 ms). A pass sums the same gradients in another order; the kernels read labels and
+  write probabilities through ``order``.
 
 uint8 pixels stay uint8 (``scale`` = 1/255 is applied to the sums), float pixels keep the
 network's dtype (``scale`` = 1): every pixel of X is held exactly once.
