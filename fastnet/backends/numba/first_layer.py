@@ -45,7 +45,7 @@ def _activate(acts, nb, flat, layers, scale):
 
 @njit(**NJIT)
 def forward(acts, unit_sums, blk, nb, features, W1T, Hp, flat, layers):
-    """acts[:H, :nb] = layer 1's activations of block ``blk`` (samples blk * B ...); unit_sums
+    """acts[:H, :nb] = layer 1's activations of block ``blk`` (rows blk * B ...); unit_sums
     (Hp,) is scratch."""
     H = layers[0, N_OUT]
     B = acts.shape[1]

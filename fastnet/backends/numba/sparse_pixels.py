@@ -102,7 +102,7 @@ def sum_rows(z, lo, hi, idx, val, W1T, Hp, part, parts):
 
 @njit(**NJIT_SIMD, **INLINE)
 def forward(acts, z, n0, nb, ptr, idx, val, W1T, Hp, H):
-    """acts[h, b] += sum over sample n0 + b's sparse non-zero pixels d of x[d] * W1[h, d]
+    """acts[h, b] += sum over row n0 + b's sparse non-zero pixels d of x[d] * W1[h, d]
     (unscaled): per sample, one pass over its entries per V vectors of units, the sums held in
     registers. z (Hp,) is scratch."""
     for b in range(nb):
