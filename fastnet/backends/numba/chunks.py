@@ -2,12 +2,12 @@
 order, and the update.
 
 A pass splits the features' N rows (the samples, sorted: .features) into blocks of B (block
-``blk``: rows blk * B ...) and the blocks into C fixed chunks (flags.n_chunks). :func:`chunk_pass` runs one chunk: per block, layer 1
-forward (.first_layer), layers 2..L forward (.upper_layers), softmax and loss (.softmax), then, on
-a backward pass, layers L..2 backward and layer 1 backward. The backend runs the chunks on its
-worker threads (the kernels release the GIL). Each chunk writes only its own buffers (see
-.workspace.Buffers), and the buffers are summed in chunk order, so results do not depend on the
-number of threads.
+``blk``: rows blk * B ...) and the blocks into C fixed chunks (flags.n_chunks). :func:`chunk_pass`
+runs one chunk: per block, layer 1 forward (.first_layer), layers 2..L forward (.upper_layers),
+softmax and loss (.softmax), then, on a backward pass, layers L..2 backward and layer 1 backward.
+The backend runs the chunks on its worker threads (the kernels release the GIL). Each chunk
+writes only its own buffers (see .workspace.Buffers), and the buffers are summed in chunk order,
+so results do not depend on the number of threads.
 
 Why threads of our own instead of Numba's ``prange``: a ``parallel=True`` kernel took 12 s of the
 first run's compilation (of ~14 s) and is slower to load from the cache; a serial kernel called
