@@ -48,8 +48,12 @@ def padded_units(H, dtype):
 
 
 def _zeros_aligned(shape, dtype, alignment=64):
-    """np.zeros(shape, dtype) starting on a cache-line boundary. Layer-1 rows are whole vectors
-    (Hp units, 32 bytes each), so no vector load or store then straddles two cache lines."""
+    """np.zeros(shape, dtype) starting on a cache-line boundary. Every buffer the kernels read or
+    write as vectors is made so: its rows are whole vectors (layer 1's Hp units; a block's B
+    samples), so no vector load or store then straddles two cache lines. np.zeros only promises
+    16 bytes: a process where the activations, deltas and scratch happened to start 16 or 48
+    bytes past a line took 1.02-1.05x as long per one-thread step (784-10-10, float32 and
+    float64; in one process, alternated with aligned ones)."""
     size = int(np.prod(shape)) * dtype.itemsize
     raw = np.zeros(size + alignment, np.uint8)
     start = -raw.ctypes.data % alignment
@@ -75,15 +79,15 @@ class Workspace:
             # zeroed, and gather_weights writes units below H only: padding units stay zero, so the
             # sparse-pixel sums of padding units (computed, then discarded) stay finite
             W1T=_zeros_aligned((D * Hp + UNIT_TILE,), dtype),
-            flat_grads=np.zeros((C, n_params(sizes)), dtype),
+            flat_grads=_zeros_aligned((C, n_params(sizes)), dtype),
             w1t_grads=_zeros_aligned((C, D * Hp), dtype),
-            lane_sums=np.zeros((numba.config.NUMBA_NUM_THREADS, 0), dtype),
+            lane_sums=_zeros_aligned((numba.config.NUMBA_NUM_THREADS, 0), dtype),
             stats=np.zeros((C, 2), np.float64),
-            acts=np.zeros((C, rows, B), dtype),
-            deltas=np.zeros((C, rows, B), dtype),
+            acts=_zeros_aligned((C, rows, B), dtype),
+            deltas=_zeros_aligned((C, rows, B), dtype),
             # entries from H on stay zero (sparse_pixels.backward reads whole vectors of deltas)
-            unit_sums=np.zeros((C, Hp), dtype),
-            softmax_scratch=np.zeros((C, 3, B), dtype),
+            unit_sums=_zeros_aligned((C, Hp), dtype),
+            softmax_scratch=_zeros_aligned((C, 3, B), dtype),
             best_class=np.zeros((C, B), np.int64),
             labels=np.zeros((C, B), np.int64),
         )
@@ -111,10 +115,10 @@ class Workspace:
             blocks = max(blocks, 0 if e is None else e.acts.shape[0])
             parts = max(parts, 0 if e is None else e.unit_sums.shape[0])
             self.epoch_buffers = e = EpochBuffers(
-                acts=np.zeros((blocks, rows, B), dtype), deltas=np.zeros((blocks, rows, B), dtype),
-                labels=np.zeros((blocks, B), np.int64), softmax_scratch=np.zeros((3, B), dtype),
+                acts=_zeros_aligned((blocks, rows, B), dtype), deltas=_zeros_aligned((blocks, rows, B), dtype),
+                labels=np.zeros((blocks, B), np.int64), softmax_scratch=_zeros_aligned((3, B), dtype),
                 best_class=np.zeros(B, np.int64), unit_sums=_zeros_aligned((parts, Hp), dtype),
-                unit_deltas=_zeros_aligned((parts, Hp), dtype), flat_grad=np.zeros_like(self.mean_grad))
+                unit_deltas=_zeros_aligned((parts, Hp), dtype), flat_grad=_zeros_aligned(self.mean_grad.shape, dtype))
         return e
 
     def for_pass(self, n_dense_pixels):
