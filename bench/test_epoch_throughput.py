@@ -3,11 +3,10 @@ and 256, hidden 64 and 10, float32: numba against the numpy reference and (when 
 are installed) torch. Each case first runs one epoch on 2,000 images and is compared with the
 float64 reference's epoch; then whole epochs are timed, in the same shuffled order."""
 
-import numpy as np
 import pytest
 
 from bench.conftest import RESULTS
-from fastnet.benchmarks import EPOCH_CASES, check_epoch_agreement, make_epoch, settle
+from fastnet.benchmarks import EPOCH_CASES, check_epoch_agreement, epoch_order, make_epoch, settle
 from fastnet.peers import missing_reason
 
 ROUNDS = {64: 5, 10: 7}  # per hidden width: epochs timed
@@ -20,8 +19,7 @@ def test_epoch(benchmark, train_split, case):
     X, y = train_split
     check_epoch_agreement(case, X, y)
     benchmark.group, benchmark.name = case.group, case.label
-    order = np.random.default_rng(0).permutation(len(X))
-    _, epoch = make_epoch(case, X, y, order)
+    _, epoch = make_epoch(case, X, y, epoch_order(X))
     epoch()  # warm-up: compilation, the dataset's preparation, first touch of buffers
     if not benchmark.disabled:
         settle()

@@ -19,7 +19,8 @@ import time
 
 from fastnet.backends.numba.vector import VECTOR_BITS
 from fastnet.benchmarks import (EPOCH_CASES, FMA_UNITS, MAIN_CASES, PEER_CASES, SCALING_CASES, WIDE_CASES, Case,
-                                check_agreement, check_epoch_agreement, clock_hz, floor_seconds, time_case, time_epoch)
+                                by_network, check_agreement, check_epoch_agreement, clock_hz, epoch_order,
+                                floor_seconds, make_epoch, make_step, time_interleaved, warmed_up)
 from fastnet.peers import missing_reason
 from fastnet.cli import prog_name
 
@@ -76,30 +77,40 @@ def startup_seconds(dtype="float32", cache_dir=None, path="step"):
     return seconds
 
 
-def _measure(cases, check, seconds, progress, width):
-    """{case: median of seconds(case)} for every case, after check(case) passed."""
+def _measure(cases, check, make_run, rounds, progress, width):
+    """{case: median seconds of its timed calls}: the cases of one network (by_network) are
+    checked (check), warmed up, then timed in turns (time_interleaved), ``rounds(case)`` rounds."""
     results = {}
-    for case in cases:
+    for group in by_network(cases):
+        runs = {}
+        for case in group:
+            check(case)
+            runs[case] = warmed_up(make_run(case))
         if progress:
-            print(f"  {case.group:{width}s} {case.label:22s}", end="", flush=True, file=sys.stderr)
-        check(case)
-        results[case] = statistics.median(seconds(case))
-        if progress:
-            print(f"{results[case] * 1e3:9.1f} ms", file=sys.stderr)
+            print(f"  {len(group)} cases of {'-'.join(map(str, group[0].sizes))}: checked; timing them in turns, "
+                  f"{rounds(group[0])} rounds", file=sys.stderr)
+        for case, times in time_interleaved(runs, rounds(group[0])).items():
+            results[case] = statistics.median(times)
+            if progress:
+                print(f"  {case.group:{width}s} {case.label:22s}{results[case] * 1e3:9.1f} ms", file=sys.stderr)
     return results
+
+
+def step_rounds(rounds, hidden):
+    """Timed steps per case: ``rounds``, a quarter of them (at least 3) from hidden 128 on."""
+    return rounds if hidden <= 10 else max(3, rounds // 4)
 
 
 def measure(cases, X, y, rounds, progress=True):
     """{case: median seconds per step} for every case, after checking its agreement."""
-    return _measure(cases, lambda c: check_agreement(c, X, y),
-                    lambda c: time_case(c, X, y, rounds=rounds if c.hidden <= 10 else max(3, rounds // 4)),
-                    progress, 28)
+    return _measure(cases, lambda c: check_agreement(c, X, y), lambda c: make_step(c, X, y)[1],
+                    lambda c: step_rounds(rounds, c.hidden), progress, 28)
 
 
 def measure_epochs(cases, X, y, rounds, progress=True):
     """{EpochCase: median seconds per epoch}, after checking each case's agreement."""
-    return _measure(cases, lambda c: check_epoch_agreement(c, X, y), lambda c: time_epoch(c, X, y, rounds),
-                    progress, 36)
+    return _measure(cases, lambda c: check_epoch_agreement(c, X, y), lambda c: make_epoch(c, X, y, epoch_order(X))[1],
+                    lambda c: rounds, progress, 36)
 
 
 def epoch_table(results, X):
@@ -191,8 +202,9 @@ def main(argv=None):
     cases = [c for c in cases if not missing_reason(c.backend)]
     print(f"fastnet benchmark on {machine()}", file=sys.stderr)
     results = measure(cases, X, y, args.rounds)
-    print(f"\nMedian of {args.rounds} full-batch steps per case on {len(X):,} MNIST training images "
-          f"(the seed split), after one untimed warm-up step; {machine()}.\n")
+    print(f"\nMedian of {args.rounds} full-batch steps per case ({step_rounds(args.rounds, 128)} from hidden 128 on) "
+          f"on {len(X):,} MNIST training images (the seed split), after one untimed warm-up step; the cases of "
+          f"one network timed in turns, one step each per round. {machine()}.\n")
     print_table(table(results, X), args.markdown)
     if clock_hz() is not None:
         print(f"\n\"floor reached\": the step's hardware floor divided by its time. The floor: the first "
@@ -204,7 +216,8 @@ def main(argv=None):
         rounds = max(1, args.rounds // 5)
         epochs = measure_epochs(epoch_cases, X, y, rounds)
         print(f"\nMini-batch SGD: median of {rounds} epochs per case (the same shuffled order), after "
-              f"one untimed epoch; speed-up over the numpy reference's epoch of the same case.\n")
+              f"one untimed epoch, the cases of one network and batch size timed in turns; speed-up over the numpy "
+              f"reference's epoch of the same case.\n")
         print_table(epoch_table(epochs, X), args.markdown, ("case", "backend", "ms/epoch", "samples/s", "vs numpy"))
     if not args.no_startup:
         for path in ("step", "epoch"):

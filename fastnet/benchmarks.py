@@ -198,7 +198,7 @@ def check_epoch_agreement(case, X, y):
     """Raise AssertionError unless one epoch of the case (on AGREEMENT_SAMPLES samples) leaves the
     parameters where the float64 reference's epoch leaves them."""
     X, y = X[:AGREEMENT_SAMPLES], y[:AGREEMENT_SAMPLES]
-    order = np.random.default_rng(0).permutation(len(X))
+    order = epoch_order(X)
     trained, epoch = make_epoch(case, X, y, order)
     reference = fastnet.Network.init(case.sizes, seed=0, dtype="float64")
     fastnet.get_backend("numpy").epoch(reference, X, y, lr=0.1, batch_size=case.batch, order=order)
@@ -211,26 +211,42 @@ def settle():
     time.sleep(SETTLE_SECONDS)
 
 
-def _timed(run, rounds, warmup=1):
-    """Seconds of each of ``rounds`` calls of run(), after ``warmup`` untimed ones (JIT compile,
-    preparation) and a pause for the previous case's threads (settle)."""
-    for _ in range(warmup):
-        run()
-    settle()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
+def time_interleaved(runs, rounds):
+    """{key: seconds of each of ``rounds`` calls} of the callables ``runs`` (each warmed up
+    already), taken in turns: every round calls each once, after a pause (settle), starting one
+    further along the list each round. A slow spell of the machine then falls on all of them
+    alike, and their ratios hold still: on the project's VM, numba float32 against numpy float64
+    (784-10-10) measured 5.6-9.6x in five sequential runs of the suite, 8.4-9.5x in three
+    interleaved runs of 11 rounds."""
+    keys = list(runs)
+    times = {key: [] for key in keys}
+    for r in range(rounds):
+        start_at = r % len(keys)
+        for key in keys[start_at:] + keys[:start_at]:
+            settle()
+            start = time.perf_counter()
+            runs[key]()
+            times[key].append(time.perf_counter() - start)
     return times
 
 
-def time_case(case, X, y, rounds=5, warmup=1):
-    """Seconds per step of ``rounds`` timed steps, after ``warmup`` untimed ones."""
-    return _timed(make_step(case, X, y)[1], rounds, warmup)
+def by_network(cases):
+    """The cases in groups of one network on the same data (full-batch steps of the same sizes on
+    all the samples; the scaling series; epochs of the same sizes and batch), in order of first
+    appearance: the cases a comparison times in turns (time_interleaved)."""
+    groups = {}
+    for case in cases:
+        key = (type(case), case.sizes, getattr(case, "batch", None), getattr(case, "n", None) is not None)
+        groups.setdefault(key, []).append(case)
+    return list(groups.values())
 
 
-def time_epoch(case, X, y, rounds=3):
-    """Seconds per epoch of ``rounds`` timed epochs of an EpochCase (one shuffled order), after one
-    untimed epoch."""
-    return _timed(make_epoch(case, X, y, np.random.default_rng(0).permutation(len(X)))[1], rounds)
+def epoch_order(X):
+    """The shuffled order of X's samples that every epoch case runs in."""
+    return np.random.default_rng(0).permutation(len(X))
+
+
+def warmed_up(run):
+    """run, after one untimed call (compilation, the dataset's preparation, first touch of buffers)."""
+    run()
+    return run

@@ -225,6 +225,16 @@ def test_minibatch_reshuffles_every_epoch(monkeypatch):
 
 # ------------------------------------------------------------------ the benchmark report
 
+def test_interleaved_timing_takes_the_cases_in_turns(monkeypatch):
+    from fastnet import benchmarks
+
+    monkeypatch.setattr(benchmarks, "SETTLE_SECONDS", 0)
+    calls = []
+    times = benchmarks.time_interleaved({key: lambda key=key: calls.append(key) for key in "abc"}, rounds=4)
+    assert "".join(calls) == "abc" "bca" "cab" "abc"  # each round starts one further along
+    assert {key: len(t) for key, t in times.items()} == {"a": 4, "b": 4, "c": 4}
+
+
 def test_benchmark_report_prints_a_table(mnist_dir, tmp_path):
     done = subprocess.run([sys.executable, "-m", "fastnet.bench", "--data-dir", str(mnist_dir), "--quick",
                            "--rounds", "1", "--no-startup", "--markdown", "--chart", str(tmp_path / "b.png")],
