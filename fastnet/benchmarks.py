@@ -213,17 +213,22 @@ def settle():
 
 def time_interleaved(runs, rounds):
     """{key: seconds of each of ``rounds`` calls} of the callables ``runs`` (each warmed up
-    already), taken in turns: every round calls each once, after a pause (settle), starting one
-    further along the list each round. A slow spell of the machine then falls on all of them
-    alike, and their ratios hold still: on the project's VM, numba float32 against numpy float64
-    (784-10-10) measured 5.6-9.6x in five sequential runs of the suite, 8.4-9.5x in three
-    interleaved runs of 11 rounds."""
+    already), taken in turns: every round times each once, starting one further along the list
+    each round. A slow spell of the machine then falls on all of them alike, and their ratios hold
+    still: on the project's VM, numba float32 against numpy float64 (784-10-10) measured 5.6-9.6x
+    in five sequential runs of the suite.
+
+    Each timed call comes right after an untimed call of the same callable (and a pause, settle,
+    before that): the state a loop of steps is in, its own threads awake and its data in cache,
+    whatever ran before. Timed straight after the pause instead, a numba step that followed the
+    JAX step took 13.3 ms against 10.7 ms after the seed-layout step (medians of 6)."""
     keys = list(runs)
     times = {key: [] for key in keys}
     for r in range(rounds):
         start_at = r % len(keys)
         for key in keys[start_at:] + keys[:start_at]:
             settle()
+            runs[key]()
             start = time.perf_counter()
             runs[key]()
             times[key].append(time.perf_counter() - start)
