@@ -204,7 +204,8 @@ def main(argv=None):
     results = measure(cases, X, y, args.rounds)
     print(f"\nMedian of {args.rounds} full-batch steps per case ({step_rounds(args.rounds, 128)} from hidden 128 on) "
           f"on {len(X):,} MNIST training images (the seed split), after one untimed warm-up step; the cases of "
-          f"one network timed in turns, one step each per round. {machine()}.\n")
+          f"one network timed in turns: per round, each case pauses, takes an untimed step, then a timed one. "
+          f"{machine()}.\n")
     print_table(table(results, X), args.markdown)
     if clock_hz() is not None:
         print(f"\n\"floor reached\": the step's hardware floor divided by its time. The floor: the first "
@@ -216,7 +217,7 @@ def main(argv=None):
         rounds = max(1, args.rounds // 5)
         epochs = measure_epochs(epoch_cases, X, y, rounds)
         print(f"\nMini-batch SGD: median of {rounds} epochs per case (the same shuffled order), after "
-              f"one untimed epoch, the cases of one network and batch size timed in turns; speed-up over the numpy "
+              f"one untimed epoch, the cases of one network and batch size timed in turns (as the steps); speed-up over the numpy "
               f"reference's epoch of the same case.\n")
         print_table(epoch_table(epochs, X), args.markdown, ("case", "backend", "ms/epoch", "samples/s", "vs numpy"))
     if not args.no_startup:
