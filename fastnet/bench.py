@@ -217,8 +217,8 @@ def main(argv=None):
         rounds = max(1, args.rounds // 5)
         epochs = measure_epochs(epoch_cases, X, y, rounds)
         print(f"\nMini-batch SGD: median of {rounds} epochs per case (the same shuffled order), after "
-              f"one untimed epoch, the cases of one network and batch size timed in turns (as the steps); speed-up over the numpy "
-              f"reference's epoch of the same case.\n")
+              f"one untimed epoch, the cases of one network and batch size timed in turns (as the steps); "
+              f"speed-up over the numpy reference's epoch of the same case.\n")
         print_table(epoch_table(epochs, X), args.markdown, ("case", "backend", "ms/epoch", "samples/s", "vs numpy"))
     if not args.no_startup:
         for path in ("step", "epoch"):
