@@ -16,7 +16,6 @@ from a thread pool computes the same and compiles in a fraction of that.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from fastnet.backends.numba import dense_pixels, first_layer, upper_layers
@@ -50,7 +49,6 @@ def chunk_pass(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backwa
     unit_sums = buffers.unit_sums[c]  # a sample's layer-1 sums (forward) or deltas (backward)
     top, total, e = buffers.softmax_scratch[c, 0], buffers.softmax_scratch[c, 1], buffers.softmax_scratch[c, 2]
     best, labels = buffers.best_class[c], buffers.labels[c]
-    first = np.int64(0)  # the labels' offset, not a literal 0 (see .flags, constant arguments)
     flat_grad, w1t_grad = buffers.flat_grads[c], buffers.w1t_grads[c]
     if backward:
         flat_grad[layers[0, B_AT]:] = 0  # from b1 on: W1's gradient goes to w1t_grad, its part here is unused
@@ -65,7 +63,7 @@ def chunk_pass(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backwa
             labels[b] = y[features.order[n0 + b]]
         first_layer.forward(acts, unit_sums, blk, nb, features, W1T, Hp, flat, layers)
         upper_layers.forward(acts, nb, flat, layers)
-        block_loss, block_correct = softmax_xent(acts, nb, layers, labels, first, best, top, total, e)
+        block_loss, block_correct = softmax_xent(acts, nb, layers, labels, best, top, total, e)
         loss += block_loss
         correct += block_correct
         if probs.shape[0] == N:
@@ -73,7 +71,7 @@ def chunk_pass(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backwa
                 for j in range(K):
                     probs[features.order[n0 + b], j] = acts[o + j, b]
         if backward:
-            upper_layers.backward(flat_grad, deltas, acts, nb, labels, first, flat, layers)
+            upper_layers.backward(flat_grad, deltas, acts, nb, labels, flat, layers)
             first_layer.backward(flat_grad, w1t_grad, lane_sums, unit_sums, blk, nb, deltas, features, Hp, layers)
     if backward:
         dense_pixels.fold_lane_sums(w1t_grad, Hp, lane_sums, features.dense_pixels, H, features.scale)
@@ -86,15 +84,15 @@ def kernel_calls(c, n_chunks, buffers, lane_sums, probs, features, flat, y, back
     gives them, the two costliest to compile at the two ends (.compiling). Keep in step with
     chunk_pass: a test checks that compiling these leaves nothing else for chunk_pass to compile."""
     acts, deltas, unit_sums = buffers.acts[c], buffers.deltas[c], buffers.unit_sums[c]
-    layers, Hp, first, nb = buffers.layers, buffers.Hp, np.int64(0), 0
+    layers, Hp, nb = buffers.layers, buffers.Hp, 0
     flat_grad, w1t_grad, scratch = buffers.flat_grads[c], buffers.w1t_grads[c], buffers.softmax_scratch[c]
     labels = buffers.labels[c]
     return KernelCalls(
         top=(chunk_pass, (c, n_chunks, buffers, lane_sums, probs, features, flat, y, backward)),
         calls=[(first_layer.forward, (acts, unit_sums, 0, nb, features, buffers.W1T, Hp, flat, layers)),
-               (softmax_xent, (acts, nb, layers, labels, first, buffers.best_class[c], *scratch)),
+               (softmax_xent, (acts, nb, layers, labels, buffers.best_class[c], *scratch)),
                (upper_layers.forward, (acts, nb, flat, layers)),
-               (upper_layers.backward, (flat_grad, deltas, acts, nb, labels, first, flat, layers)),
+               (upper_layers.backward, (flat_grad, deltas, acts, nb, labels, flat, layers)),
                (dense_pixels.fold_lane_sums, (w1t_grad, Hp, lane_sums, features.dense_pixels, layers[0, N_OUT],
                                               features.scale)),
                (first_layer.backward, (flat_grad, w1t_grad, lane_sums, unit_sums, 0, nb, deltas, features, Hp,

@@ -132,7 +132,6 @@ def _upper_layers(flat, f, y, order, s, n, lr, layers, buffers, train):
     flat_grad = buffers.flat_grad
     top, total, ex = buffers.softmax_scratch[0], buffers.softmax_scratch[1], buffers.softmax_scratch[2]
     flat_grad[b0:] = 0
-    first = np.int64(0)  # the labels' offset, not a literal 0 (see .flags, constant arguments)
     loss = 0.0
     correct = 0
     for blk in range(-(-n // Bk)):
@@ -142,12 +141,12 @@ def _upper_layers(flat, f, y, order, s, n, lr, layers, buffers, train):
             labels[b] = y[order[n0 + b]]
         _activate(acts, nb, flat, layers, f.scale)
         upper_layers.forward(acts, nb, flat, layers)
-        block_loss, block_correct = softmax_xent(acts, nb, layers, labels, first, buffers.best_class, top, total, ex)
+        block_loss, block_correct = softmax_xent(acts, nb, layers, labels, buffers.best_class, top, total, ex)
         loss += block_loss
         correct += block_correct
         if not train:
             continue
-        upper_layers.backward(flat_grad, deltas, acts, nb, labels, first, flat, layers)
+        upper_layers.backward(flat_grad, deltas, acts, nb, labels, flat, layers)
         add_bias_gradient(flat_grad, deltas, nb, layers)
     if train:
         t = flat.dtype.type
@@ -253,9 +252,9 @@ def kernel_calls(*args):
     acts, deltas, labels = buffers.acts[0], buffers.deltas[0], buffers.labels[0]
     return KernelCalls(
         top=(run_epoch, args),
-        calls=[(softmax_xent, (acts, n, layers, labels, 0, buffers.best_class, *buffers.softmax_scratch)),
+        calls=[(softmax_xent, (acts, n, layers, labels, buffers.best_class, *buffers.softmax_scratch)),
                (upper_layers.forward, (acts, n, flat, layers)),
-               (upper_layers.backward, (buffers.flat_grad, deltas, acts, n, labels, 0, flat, layers)),
+               (upper_layers.backward, (buffers.flat_grad, deltas, acts, n, labels, flat, layers)),
                (_upper_layers, (flat, f, y, order, s, n, lr, layers, buffers, train)),
                (_first_layer_update, (W1T, buffers.unit_deltas[part], f, order, s, n, lr, buffers.deltas, Hp, H,
                                       part, parts)),

@@ -41,11 +41,11 @@ def exp_nonpositive(out, x, n):
 
 
 @njit(**NJIT)
-def softmax_xent(acts, nb, layers, y, n0, best, top, total, e):
+def softmax_xent(acts, nb, layers, labels, best, top, total, e):
     """Logits (the last layer's rows of acts) -> probabilities in place; return (the block's
     cross-entropy loss sum, how many samples it classified correctly).
 
-    Log-sum-exp form, exact even when p[label] underflows; labels y[n0 + b] < 0 mean "none" (no
+    Log-sum-exp form, exact even when p[label] underflows; the block's labels[b] < 0 mean "none" (no
     loss). best (B,) int64 and top, total, e (B,) are scratch. Loops run over the block's samples
     (b), so each vectorises.
     """
@@ -64,7 +64,7 @@ def softmax_xent(acts, nb, layers, y, n0, best, top, total, e):
                 best[b] = k
     loss = 0.0
     for b in range(nb):  # before the logits are overwritten: log p[label] = z[label] - max - log total
-        label = y[n0 + b]
+        label = labels[b]
         if label >= 0:
             loss -= acts[o + label, b] - top[b]
     for k in range(K):
@@ -78,7 +78,7 @@ def softmax_xent(acts, nb, layers, y, n0, best, top, total, e):
     correct = 0
     product = 1.0  # one log per block: each total is in [1, K]; 128 of them at K = 10 stay below 1e128
     for b in range(nb):
-        label = y[n0 + b]
+        label = labels[b]
         if label >= 0:
             product *= total[b]
             correct += best[b] == label

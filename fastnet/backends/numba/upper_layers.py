@@ -105,9 +105,9 @@ def forward(acts, nb, flat, layers):
 
 
 @njit(**NJIT)
-def backward(flat_grad, deltas, acts, nb, y, n0, flat, layers):
+def backward(flat_grad, deltas, acts, nb, labels, flat, layers):
     """Add the block's gradients of layers L..2 (W and b) into flat_grad (laid out like flat), from
-    the probabilities in the last layer's rows of acts and the labels y[n0:n0 + nb]; leave
+    the probabilities in the last layer's rows of acts and the block's labels[:nb]; leave
     d(loss)/d(z1) in deltas[:H, :nb] for layer 1. Rows of deltas past a layer's units, up to a
     whole UNIT_TILE, are overwritten (those of the layers above, already used)."""
     n_layers = layers.shape[0]
@@ -117,7 +117,7 @@ def backward(flat_grad, deltas, acts, nb, y, n0, flat, layers):
         for b in range(nb):
             deltas[o + k, b] = acts[o + k, b]
     for b in range(nb):
-        deltas[o + y[n0 + b], b] -= acts.dtype.type(1)
+        deltas[o + labels[b], b] -= acts.dtype.type(1)
     for l in range(n_layers - 1, 0, -1):
         n_in, n_out = layers[l, N_IN], layers[l, N_OUT]
         w, bias = layers[l, W_AT], layers[l, B_AT]
