@@ -23,8 +23,10 @@ def decode(f, D):
 
 
 def assert_sorted_by_entry_count(f):
-    """f.order is a permutation, and the rows' numbers of sparse entries never decrease."""
+    """f.order is a permutation and row_of its inverse, and the rows' numbers of sparse entries
+    never decrease."""
     np.testing.assert_array_equal(np.sort(f.order), np.arange(f.n_samples))
+    np.testing.assert_array_equal(f.row_of[f.order], np.arange(f.n_samples))
     assert (np.diff(np.diff(f.ptr)) >= 0).all(), "rows not sorted by their number of sparse entries"
 
 
@@ -64,6 +66,7 @@ def test_a_subset_holds_its_rows():
     X, _ = random_problem(300, (57, 1), seed=1, kind="mixed")
     f = prepare_features(X, np.dtype(np.float64))
     rows = np.random.default_rng(2).permutation(300)[:77]
+    rows = np.r_[rows, rows[:5]]  # a sample twice, as a batch may hold it
     sub = subset_features(f, rows)
     np.testing.assert_array_equal(sub.dense_pixels, f.dense_pixels)
     np.testing.assert_array_equal(decode(sub, 57), X[rows])

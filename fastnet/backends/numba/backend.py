@@ -45,9 +45,10 @@ class NumbaBackend(Backend):
         """run(c, worker) for every chunk c, on min(threads, n_chunks) workers. Each worker has its
         share of the chunks (:func:`deal_chunks`) and runs them in order; a worker done with its own
         takes the last one not yet started from another worker, so that a core slowed by other work
-        can run fewer. Taking the next chunk from one shared queue instead left one worker a chunk
-        more than the other in 2 of 12 steps at hidden 128 on a quiet machine. The chunks, not the
-        workers, decide what is summed with what."""
+        can run fewer (with the rows sorted, .features, the last one is the dearest). Taking the
+        next chunk from one shared queue instead left one worker a chunk more than the other in 2
+        of 12 steps at hidden 128 on a quiet machine. The chunks, not the workers, decide what is
+        summed with what."""
         workers = min(self._threads, n_chunks)
         queues = [deque(share) for share in deal_chunks(n_chunks, workers)]
         lock = threading.Lock()
@@ -235,11 +236,9 @@ class NumbaBackend(Backend):
 def deal_chunks(n_chunks, workers):
     """Each worker's chunks, dealt in rounds of one chunk per worker, every other round backwards:
     0, 3, 4, 7, ... and 1, 2, 5, 6, ... for two. The features' rows are sorted by their number of
-    sparse entries (.features), so a later chunk costs more (2.6x the first at 784-10-10 float32);
-    dealt w, w + workers, ..., the second worker got the dearer chunk of every round, 1.05x the
-    ideal step time in a simulation with measured chunk costs (1.01x dealt this way). Measured on
-    the two-thread step, alternated in one process (14-16 rounds): 0.95x and 0.97x the time at
-    784-10-10 float32, 0.96x at float64 and at 784-128-10."""
+    sparse entries (.features), so a later chunk costs more; dealt w, w + workers, ..., the second
+    worker got the dearer chunk of every round. What it bought: README, *Toward the hardware
+    floor*."""
     shares = [[] for _ in range(workers)]
     for c in range(n_chunks):
         r, i = divmod(c, workers)

@@ -6,14 +6,11 @@ sparse pixels, in the layouts the layer-1 kernels read.
   ``dense_pixels[j]`` of row blk * B + b, zero past the last row (read by .dense_pixels).
 - **Sparse pixels**, the rest, as compressed sparse rows: row n's non-zero ones are
   ``idx[ptr[n]:ptr[n + 1]]``, in pixel order, with values ``val[...]`` (read by .sparse_pixels).
-- **Sample order.** The samples are stored sorted by how many sparse entries they have (``order``):
-  the sparse kernels loop over a sample's entries, and when consecutive samples have as many, the
-  CPU predicts where each loop ends. Measured on the two-thread full-batch step over MNIST
-  (59,000 images), alternated in one process with the rows as given and the chunks dealt w, w + 2,
-  ... (see backend.deal_chunks, which this order needs): 0.93x the time at 784-10-10 float32 (16
-  rounds; 0.81-1.01x pair by pair), 1.00x at float64 and at 784-128-10. Preparing takes 0-30 ms
-  longer (~180 ms). A pass sums the same gradients in another order; the kernels read labels and
-  write probabilities through ``order``.
+- **Sample order.** The samples are stored sorted by how many sparse entries they have (``order``;
+  ``row_of`` is its inverse): the sparse kernels loop over a sample's entries, and when
+  consecutive samples have as many, the CPU predicts where each loop ends. A pass sums the same
+  gradients in another order; the kernels read labels and write probabilities through ``order``.
+  What it bought: README, *Toward the hardware floor*.
 
 uint8 pixels stay uint8 (``scale`` = 1/255 is applied to the sums), float pixels keep the
 network's dtype (``scale`` = 1): every pixel of X is held exactly once.
@@ -38,6 +35,7 @@ class Features(NamedTuple):
     val: np.ndarray  # (nnz,) its value: uint8 stays uint8, or floats of the network's dtype
     scale: np.generic  # 1/255 for uint8 pixels, 1 for floats, in the network's dtype
     order: np.ndarray  # (N,) int64: row r of all the above holds sample order[r]
+    row_of: np.ndarray  # (N,) int64: sample n is in row row_of[n] (order's inverse)
 
     @property
     def n_samples(self):
@@ -92,18 +90,24 @@ def prepare_features(X, dtype):
     order = np.argsort(counts, kind="stable")
     X, nonzero = X[order], nonzero[order]  # whole rows: faster than sorting the parts (measured)
     ptr, idx, val, scale = compressed_rows(X, nonzero, dtype, counts[order])
-    return Features(_blocked(X[:, dense_pixels], val.dtype), dense_pixels, ptr, idx, val, scale, order)
+    return Features(_blocked(X[:, dense_pixels], val.dtype), dense_pixels, ptr, idx, val, scale, order,
+                    _inverse(order))
 
 
-def subset_features(f, rows):
-    """Features of the samples ``rows`` of already prepared features (a mini-batch), sorted as
-    prepare_features sorts: their values are copied, no new pass over the pixels; the dense pixels
-    stay those of the whole dataset."""
-    position = np.empty_like(f.order)
-    position[f.order] = np.arange(len(f.order))
-    held = position[rows]  # the parent's rows holding the subset's samples
+def _inverse(order):
+    """The inverse of the permutation ``order``."""
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return inverse
+
+
+def subset_features(f, samples):
+    """Features of the samples ``samples`` (indices into the dataset, in the subset's order; a
+    mini-batch) of already prepared features, sorted as prepare_features sorts: their values are
+    copied, no new pass over the pixels; the dense pixels stay those of the whole dataset."""
+    held = f.row_of[samples]  # the parent's rows holding them
     order = np.argsort(np.diff(f.ptr)[held], kind="stable")
     held = held[order]
     B = f.dense.shape[2]
     dense = _blocked(f.dense[held // B, :, held % B], f.dense.dtype)
-    return Features(dense, f.dense_pixels, *take_rows(f.ptr, f.idx, f.val, held), f.scale, order)
+    return Features(dense, f.dense_pixels, *take_rows(f.ptr, f.idx, f.val, held), f.scale, order, _inverse(order))

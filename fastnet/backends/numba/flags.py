@@ -31,7 +31,7 @@ INLINE = dict(inline="always")
 # (``f(x, 0)``): Numba types a constant as a literal and compiles the kernel once more for it, so two
 # paths calling it with 0 and with a variable compiled it twice. Such a call passes ``np.int64(0)``.
 
-# Samples are processed in blocks of BLOCK (block k: samples k * BLOCK ...): the upper layers' and
+# Samples are processed in blocks of BLOCK (block k: rows k * BLOCK ... of .features): the upper layers' and
 # the softmax's loops run over a block's samples, so a longer block spreads each loop's fixed cost
 # over more samples (128 measured 12% faster per step than 32 on 784-10-10 float32; 256 no better
 # than 128). A whole number of pairs of vectors (16 float32 samples): asserted in .workspace.

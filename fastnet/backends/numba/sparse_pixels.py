@@ -1,7 +1,7 @@
 """Layer 1 on the sparse pixels (the rarely non-zero ones, see .features): per sample, only its
 non-zero entries, vectorised over the units by hand (.vector).
 
-Layout read: compressed sparse rows; sample n's entries are ``idx[ptr[n]:ptr[n + 1]]`` (pixels)
+Layout read: compressed sparse rows; row n's entries are ``idx[ptr[n]:ptr[n + 1]]`` (pixels)
 with values ``val[...]``. The weights are pixel-major, ``W1T[d * Hp + h]``, a pixel's Hp units
 (H padded, see .workspace) one whole number of vectors. Forward: each non-zero pixel's weight row
 is added into the sample's unit sums, held in registers. Backward: the sample's deltas, held in

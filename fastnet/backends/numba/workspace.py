@@ -22,7 +22,8 @@ from fastnet.network import n_params
 
 
 class Buffers(NamedTuple):
-    """What chunks.chunk_pass reads and writes besides the features, labels and parameters."""
+    """What chunks.chunk_pass reads and writes besides the features, the labels y and the
+    parameters."""
 
     layers: np.ndarray  # (layers, COLUMNS) int64: the layer table (.layers)
     Hp: int  # layer 1's units padded to whole vectors
@@ -48,12 +49,11 @@ def padded_units(H, dtype):
 
 
 def _zeros_aligned(shape, dtype, alignment=64):
-    """np.zeros(shape, dtype) starting on a cache-line boundary. Every buffer the kernels read or
-    write as vectors is made so: its rows are whole vectors (layer 1's Hp units; a block's B
-    samples), so no vector load or store then straddles two cache lines. np.zeros only promises
-    16 bytes: a process where the activations, deltas and scratch happened to start 16 or 48
-    bytes past a line took 1.02-1.05x as long per one-thread step (784-10-10, float32 and
-    float64; in one process, alternated with aligned ones)."""
+    """np.zeros(shape, dtype) starting on a cache-line boundary (np.zeros promises 16 bytes). Every
+    buffer of Buffers and EpochBuffers but the layer table is made so: for those whose rows are
+    whole vectors (layer 1's Hp units; a block's B samples) no vector load or store then
+    straddles two cache lines, whatever place a process's allocations happen to get. What it
+    bought: README, *Toward the hardware floor*."""
     size = int(np.prod(shape)) * dtype.itemsize
     raw = np.zeros(size + alignment, np.uint8)
     start = -raw.ctypes.data % alignment
@@ -82,14 +82,14 @@ class Workspace:
             flat_grads=_zeros_aligned((C, n_params(sizes)), dtype),
             w1t_grads=_zeros_aligned((C, D * Hp), dtype),
             lane_sums=_zeros_aligned((numba.config.NUMBA_NUM_THREADS, 0), dtype),
-            stats=np.zeros((C, 2), np.float64),
+            stats=_zeros_aligned((C, 2), np.dtype(np.float64)),
             acts=_zeros_aligned((C, rows, B), dtype),
             deltas=_zeros_aligned((C, rows, B), dtype),
             # entries from H on stay zero (sparse_pixels.backward reads whole vectors of deltas)
             unit_sums=_zeros_aligned((C, Hp), dtype),
             softmax_scratch=_zeros_aligned((C, 3, B), dtype),
-            best_class=np.zeros((C, B), np.int64),
-            labels=np.zeros((C, B), np.int64),
+            best_class=_zeros_aligned((C, B), np.dtype(np.int64)),
+            labels=_zeros_aligned((C, B), np.dtype(np.int64)),
         )
         # dense_pixels.forward/backward compute whole tiles of units, up to tiled_units(H): for the
         # last pixel they read W1T, and for every block they write acts and read deltas, up to
@@ -116,8 +116,8 @@ class Workspace:
             parts = max(parts, 0 if e is None else e.unit_sums.shape[0])
             self.epoch_buffers = e = EpochBuffers(
                 acts=_zeros_aligned((blocks, rows, B), dtype), deltas=_zeros_aligned((blocks, rows, B), dtype),
-                labels=np.zeros((blocks, B), np.int64), softmax_scratch=_zeros_aligned((3, B), dtype),
-                best_class=np.zeros(B, np.int64), unit_sums=_zeros_aligned((parts, Hp), dtype),
+                labels=_zeros_aligned((blocks, B), np.dtype(np.int64)), softmax_scratch=_zeros_aligned((3, B), dtype),
+                best_class=_zeros_aligned((B,), np.dtype(np.int64)), unit_sums=_zeros_aligned((parts, Hp), dtype),
                 unit_deltas=_zeros_aligned((parts, Hp), dtype), flat_grad=_zeros_aligned(self.mean_grad.shape, dtype))
         return e
 
