@@ -5,7 +5,6 @@ float64 reference's epoch; then whole epochs are timed, in the same shuffled ord
 
 import pytest
 
-from bench.conftest import RESULTS
 from fastnet.benchmarks import EPOCH_CASES, check_epoch_agreement, epoch_order, make_epoch, settle
 from fastnet.peers import missing_reason
 
@@ -28,4 +27,3 @@ def test_epoch(benchmark, train_split, case):
     if benchmark.stats is not None:
         median = benchmark.stats.stats.median
         benchmark.extra_info["samples_per_s"] = len(X) / median
-        RESULTS[case] = median

@@ -4,7 +4,7 @@ and the optional peers (torch, JAX; skipped with the reason when not installed).
 Each benchmark first checks that its step agrees with the float64 reference, then warms up (JIT
 compilation) outside the timed region, then times whole steps. Run:
     pytest bench/ --benchmark-only          # times everything (under 5 minutes on 2 cores)
-    pytest bench/ --benchmark-disable       # agreement checks only, each step run once
+    pytest bench/ --benchmark-disable       # agreement checks only (each case also run, untimed)
 """
 
 import pytest

@@ -1,20 +1,21 @@
-"""The speed targets' and goals' ratios (bench/conftest.py), measured with the cases of one
-network timed in turns (fastnet.benchmarks.time_interleaved), so that a slow spell of the machine
-falls on both sides of a ratio alike. One test per network: its cases are checked against the
-float64 reference, warmed up, then timed, one call of each per round; pytest-benchmark's figure
-for the test is the whole measurement, and each case's median goes into ``extra_info`` and into
-the targets printed at the end of the run."""
+"""The speed targets' and goals' ratios (bench/conftest.py), measured with the cases of a group
+(fastnet.benchmarks.timing_groups: one network) timed in turns (time_interleaved), so that a slow
+spell of the machine falls on both sides of a ratio alike. One test per group: its cases are
+checked against the float64 reference, warmed up, then timed; pytest-benchmark's figure for the
+test is the whole measurement, and each case's median goes into ``extra_info`` and into the
+targets printed at the end of the run. Untimed (--benchmark-disable), one round is run after the
+agreement checks, so that the timing code runs too."""
 
 import statistics
 
 import pytest
 
 from bench.conftest import GOALS, INTERLEAVED, TARGETS
-from fastnet.benchmarks import (EpochCase, by_network, check_agreement, check_epoch_agreement, epoch_order,
+from fastnet.benchmarks import (EpochCase, timing_groups, check_agreement, check_epoch_agreement, epoch_order,
                                 make_epoch, make_step, time_interleaved, warmed_up)
 from fastnet.peers import missing_reason
 
-ROUNDS = {10: 11, 128: 5, 64: 3}  # per hidden width: rounds in a timed run (each round calls every case once)
+ROUNDS = {10: 11, 128: 5, 64: 3}  # per hidden width of the targets' cases: rounds in a timed run
 CASES = list(dict.fromkeys(case for fast, slow, _, _ in TARGETS + GOALS for case in (fast, slow)))
 
 
@@ -27,14 +28,16 @@ def warmed_up_run(case, X, y):
     return warmed_up(make_step(case, X, y)[1])
 
 
-@pytest.mark.parametrize("group", by_network(CASES), ids=lambda group: group[0].group.rsplit(" ", 1)[0])
+@pytest.mark.parametrize("group", timing_groups(CASES), ids=lambda group: group[0].group.rsplit(" ", 1)[0])
 def test_cases_in_turns(benchmark, train_split, group):
     runs = {case: warmed_up_run(case, *train_split) for case in group if not missing_reason(case.backend)}
-    rounds = 1 if benchmark.disabled else ROUNDS[group[0].hidden]  # untimed: one call each, after agreement
+    rounds = 1 if benchmark.disabled else ROUNDS[group[0].hidden]
     times = {}
     benchmark.group = "cases timed in turns"
     benchmark.pedantic(lambda: times.update(time_interleaved(runs, rounds)), rounds=1, iterations=1)
     if benchmark.stats is not None:  # None under --benchmark-disable
         medians = {case: statistics.median(t) for case, t in times.items()}
         INTERLEAVED.update(medians)
-        benchmark.extra_info.update(rounds=rounds, **{f"{c.label} {c.dtype} ms": m * 1e3 for c, m in medians.items()})
+        skipped = sorted({c.backend for c in group if missing_reason(c.backend)})
+        benchmark.extra_info.update(rounds=rounds, skipped=skipped,
+                                    **{f"{c.label} {c.dtype} ms": m * 1e3 for c, m in medians.items()})

@@ -19,7 +19,7 @@ import time
 
 from fastnet.backends.numba.vector import VECTOR_BITS
 from fastnet.benchmarks import (EPOCH_CASES, FMA_UNITS, MAIN_CASES, PEER_CASES, SCALING_CASES, WIDE_CASES, Case,
-                                by_network, check_agreement, check_epoch_agreement, clock_hz, epoch_order,
+                                timing_groups, check_agreement, check_epoch_agreement, clock_hz, epoch_order,
                                 floor_seconds, make_epoch, make_step, time_interleaved, warmed_up)
 from fastnet.peers import missing_reason
 from fastnet.cli import prog_name
@@ -78,10 +78,10 @@ def startup_seconds(dtype="float32", cache_dir=None, path="step"):
 
 
 def _measure(cases, check, make_run, rounds, progress, width):
-    """{case: median seconds of its timed calls}: the cases of one network (by_network) are
-    checked (check), warmed up, then timed in turns (time_interleaved), ``rounds(case)`` rounds."""
+    """{case: median seconds of its timed calls}: the cases of a group (timing_groups) are checked
+    (check), warmed up, then timed in turns (time_interleaved), ``rounds(case)`` rounds."""
     results = {}
-    for group in by_network(cases):
+    for group in timing_groups(cases):
         runs = {}
         for case in group:
             check(case)
@@ -97,7 +97,7 @@ def _measure(cases, check, make_run, rounds, progress, width):
 
 
 def step_rounds(rounds, hidden):
-    """Timed steps per case: ``rounds``, a quarter of them (at least 3) from hidden 128 on."""
+    """Timed steps per case: ``rounds``, a quarter of them (at least 3) for layers wider than 10."""
     return rounds if hidden <= 10 else max(3, rounds // 4)
 
 
@@ -202,7 +202,7 @@ def main(argv=None):
     cases = [c for c in cases if not missing_reason(c.backend)]
     print(f"fastnet benchmark on {machine()}", file=sys.stderr)
     results = measure(cases, X, y, args.rounds)
-    print(f"\nMedian of {args.rounds} full-batch steps per case ({step_rounds(args.rounds, 128)} from hidden 128 on) "
+    print(f"\nMedian of {args.rounds} full-batch steps per case ({step_rounds(args.rounds, 128)} at hidden 128) "
           f"on {len(X):,} MNIST training images (the seed split), after one untimed warm-up step; the cases of "
           f"one network timed in turns: per round, each case pauses, takes an untimed step, then a timed one. "
           f"{machine()}.\n")

@@ -214,14 +214,13 @@ def settle():
 def time_interleaved(runs, rounds):
     """{key: seconds of each of ``rounds`` calls} of the callables ``runs`` (each warmed up
     already), taken in turns: every round times each once, starting one further along the list
-    each round. A slow spell of the machine then falls on all of them alike, and their ratios hold
-    still: on the project's VM, numba float32 against numpy float64 (784-10-10) measured 5.6-9.6x
-    in five sequential runs of the suite.
+    each round. A slow spell of the machine then falls on all of them alike (what the sequential
+    timing gave on the project's VM: README, *Targets*).
 
     Each timed call comes right after an untimed call of the same callable (and a pause, settle,
     before that): the state a loop of steps is in, its own threads awake and its data in cache,
     whatever ran before. Timed straight after the pause instead, a numba step that followed the
-    JAX step took 13.3 ms against 10.7 ms after the seed-layout step (medians of 6)."""
+    JAX step took 13.3 ms against 10.7 ms after the seed-layout step (medians of 6; not explained)."""
     keys = list(runs)
     times = {key: [] for key in keys}
     for r in range(rounds):
@@ -235,10 +234,10 @@ def time_interleaved(runs, rounds):
     return times
 
 
-def by_network(cases):
-    """The cases in groups of one network on the same data (full-batch steps of the same sizes on
-    all the samples; the scaling series; epochs of the same sizes and batch), in order of first
-    appearance: the cases a comparison times in turns (time_interleaved)."""
+def timing_groups(cases):
+    """The cases in the groups a comparison times in turns (time_interleaved), in order of first
+    appearance: full-batch steps of the same sizes on all the samples (every dtype and backend);
+    the scaling series; epochs of the same sizes and batch size."""
     groups = {}
     for case in cases:
         key = (type(case), case.sizes, getattr(case, "batch", None), getattr(case, "n", None) is not None)
