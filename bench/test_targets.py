@@ -11,26 +11,16 @@ import statistics
 import pytest
 
 from bench.conftest import GOALS, INTERLEAVED, TARGETS
-from fastnet.benchmarks import (EpochCase, timing_groups, check_agreement, check_epoch_agreement, epoch_order,
-                                make_epoch, make_step, time_interleaved, warmed_up)
+from fastnet.benchmarks import checked_run, time_interleaved, timing_groups
 from fastnet.peers import missing_reason
 
 ROUNDS = {10: 11, 128: 5, 64: 3}  # per hidden width of the targets' cases: rounds in a timed run
 CASES = list(dict.fromkeys(case for fast, slow, _, _ in TARGETS + GOALS for case in (fast, slow)))
 
 
-def warmed_up_run(case, X, y):
-    """The case's step (or epoch), checked against the reference and run once."""
-    if isinstance(case, EpochCase):
-        check_epoch_agreement(case, X, y)
-        return warmed_up(make_epoch(case, X, y, epoch_order(X))[1])
-    check_agreement(case, X, y)
-    return warmed_up(make_step(case, X, y)[1])
-
-
 @pytest.mark.parametrize("group", timing_groups(CASES), ids=lambda group: group[0].group.rsplit(" ", 1)[0])
 def test_cases_in_turns(benchmark, train_split, group):
-    runs = {case: warmed_up_run(case, *train_split) for case in group if not missing_reason(case.backend)}
+    runs = {case: checked_run(case, *train_split) for case in group if not missing_reason(case.backend)}
     rounds = 1 if benchmark.disabled else ROUNDS[group[0].hidden]
     times = {}
     benchmark.group = "cases timed in turns"

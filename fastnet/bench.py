@@ -19,8 +19,7 @@ import time
 
 from fastnet.backends.numba.vector import VECTOR_BITS
 from fastnet.benchmarks import (EPOCH_CASES, FMA_UNITS, MAIN_CASES, PEER_CASES, SCALING_CASES, WIDE_CASES, Case,
-                                timing_groups, check_agreement, check_epoch_agreement, clock_hz, epoch_order,
-                                floor_seconds, make_epoch, make_step, time_interleaved, warmed_up)
+                                checked_run, clock_hz, floor_seconds, time_interleaved, timing_groups)
 from fastnet.peers import missing_reason
 from fastnet.cli import prog_name
 
@@ -77,15 +76,12 @@ def startup_seconds(dtype="float32", cache_dir=None, path="step"):
     return seconds
 
 
-def _measure(cases, check, make_run, rounds, progress, width):
+def _measure(cases, X, y, rounds, progress, width):
     """{case: median seconds of its timed calls}: the cases of a group (timing_groups) are checked
-    (check), warmed up, then timed in turns (time_interleaved), ``rounds(case)`` rounds."""
+    and warmed up (checked_run), then timed in turns (time_interleaved), ``rounds(case)`` rounds."""
     results = {}
     for group in timing_groups(cases):
-        runs = {}
-        for case in group:
-            check(case)
-            runs[case] = warmed_up(make_run(case))
+        runs = {case: checked_run(case, X, y) for case in group}
         if progress:
             print(f"  {len(group)} cases of {'-'.join(map(str, group[0].sizes))}: checked; timing them in turns, "
                   f"{rounds(group[0])} rounds", file=sys.stderr)
@@ -103,14 +99,12 @@ def step_rounds(rounds, hidden):
 
 def measure(cases, X, y, rounds, progress=True):
     """{case: median seconds per step} for every case, after checking its agreement."""
-    return _measure(cases, lambda c: check_agreement(c, X, y), lambda c: make_step(c, X, y)[1],
-                    lambda c: step_rounds(rounds, c.hidden), progress, 28)
+    return _measure(cases, X, y, lambda c: step_rounds(rounds, c.hidden), progress, 28)
 
 
 def measure_epochs(cases, X, y, rounds, progress=True):
     """{EpochCase: median seconds per epoch}, after checking each case's agreement."""
-    return _measure(cases, lambda c: check_epoch_agreement(c, X, y), lambda c: make_epoch(c, X, y, epoch_order(X))[1],
-                    lambda c: rounds, progress, 36)
+    return _measure(cases, X, y, lambda c: rounds, progress, 36)
 
 
 def epoch_table(results, X):

@@ -250,7 +250,15 @@ def epoch_order(X):
     return np.random.default_rng(0).permutation(len(X))
 
 
-def warmed_up(run):
-    """run, after one untimed call (compilation, the dataset's preparation, first touch of buffers)."""
+def checked_run(case, X, y):
+    """The case's step (an EpochCase's epoch, in epoch_order) on X, y, once its agreement with the
+    reference is checked, and after one untimed call (compilation, the dataset's preparation,
+    first touch of buffers): what time_interleaved takes."""
+    if isinstance(case, EpochCase):
+        check_epoch_agreement(case, X, y)
+        run = make_epoch(case, X, y, epoch_order(X))[1]
+    else:
+        check_agreement(case, X, y)
+        run = make_step(case, X, y)[1]
     run()
     return run
