@@ -114,6 +114,11 @@ class Dataset:
         child._parent = (self, rows)
         return child
 
+    @property
+    def is_subset(self):
+        """Whether this dataset was cut from another (:meth:`subset`)."""
+        return self._parent is not None
+
     def with_labels(self, y):
         """This dataset with the (already checked) labels ``y``, sharing X and its preparations."""
         twin = object.__new__(Dataset)

@@ -29,7 +29,10 @@ class Block:
         self.B = self.ws.buffers.acts.shape[2]
         X, _ = random_problem(blk * self.B + nb, self.sizes, seed=H + nb, kind="mixed", zero_rows=1)
         self.features = prepare_features(X, self.dtype)
-        self.dense, self.dp = self.features.dense.reshape(-1), self.features.dense_pixels
+        f = self.features
+        lo, hi = f.block_ptr[blk], f.block_ptr[blk + 1]
+        self.dense, self.base = f.dense, lo * self.B  # the block's dense values start at base
+        self.dp, self.slots = f.pixels[lo:hi], f.slots[lo:hi]  # its dense pixels, and their slots
         assert 0 < len(self.dp) < D, "the block must have both kinds of pixel"
         self.net = fastnet.Network.init(self.sizes, seed=H, dtype=dtype)
         (self.W1, self.b1), _ = self.net.params
@@ -63,7 +66,7 @@ def test_gather_weights_is_w1_transposed_and_padded_with_zeros(block):
 
 def test_dense_pixels_forward(block):
     b = block
-    dense_pixels.forward(b.acts, b.nb, b.dense, b.blk * len(b.dp) * b.B, b.dp, b.W1T, b.Hp, b.H)
+    dense_pixels.forward(b.acts, b.nb, b.dense, b.base, b.dp, b.W1T, b.Hp, b.H)
     expected = b.W1[:, b.dp].astype(np.float64) @ b.X[:, b.dp].T  # unscaled
     np.testing.assert_allclose(b.acts[:b.H, :b.nb], expected, **TOL[b.dtype.name])
 
@@ -79,17 +82,18 @@ def test_sparse_pixels_forward(block):
 def test_first_layer_forward_is_relu_of_scaled_sum_plus_bias(block):
     b = block
     z = np.zeros(b.Hp, b.dtype)
-    first_layer.forward(b.acts, z, b.blk, b.nb, b.features.for_kernels(), b.W1T, b.Hp, b.net.flat, b.ws.buffers.layers)
+    first_layer.forward(b.acts, z, b.blk, b.nb, b.features, b.W1T, b.Hp, b.net.flat, b.ws.buffers.layers)
     expected = np.maximum(b.scale * (b.W1.astype(np.float64) @ b.X.T) + b.b1[:, None], 0)
     np.testing.assert_allclose(b.acts[:b.H, :b.nb], expected, **TOL[b.dtype.name])
 
 
 def test_dense_pixels_backward_then_fold(block):
     b = block
-    lane_sums = np.zeros(dense_pixels.lane_sums_size(len(b.dp), b.H, b.ws.lanes), b.dtype)
-    dense_pixels.backward(lane_sums, b.nb, b.dense, b.blk * len(b.dp) * b.B, len(b.dp), b.deltas, b.H)
+    slot_pixels = b.features.slot_pixels
+    lane_sums = np.zeros(dense_pixels.lane_sums_size(len(slot_pixels), b.H, b.ws.lanes), b.dtype)
+    dense_pixels.backward(lane_sums, b.nb, b.dense, b.base, b.slots, b.deltas, b.H)
     w1t_grad = np.zeros(D * b.Hp, b.dtype)
-    dense_pixels.fold_lane_sums(w1t_grad, b.Hp, lane_sums, b.dp, b.H, b.dtype.type(b.scale))
+    dense_pixels.fold_lane_sums(w1t_grad, b.Hp, lane_sums, slot_pixels, b.H, b.dtype.type(b.scale))
     expected = b.scale * b.deltas[:b.H, :b.nb].astype(np.float64) @ b.X[:, b.dp]
     np.testing.assert_allclose(b.w1t(w1t_grad)[:, b.dp], expected, **TOL[b.dtype.name])
     assert not np.delete(b.w1t(w1t_grad), b.dp, axis=1).any(), "a sparse pixel's row written"
@@ -106,12 +110,12 @@ def test_sparse_pixels_backward(block):
 
 def test_first_layer_backward_gives_w1_and_b1_gradients(block):
     b = block
-    buffers = b.ws.for_pass(len(b.dp))
+    f = b.features
+    buffers = b.ws.for_pass(len(f.slot_pixels))
     flat_grad, w1t_grad = np.zeros_like(b.net.flat), np.zeros(D * b.Hp, b.dtype)
     lane_sums, e = np.zeros_like(buffers.lane_sums[0]), np.zeros(b.Hp, b.dtype)
-    f = b.features.for_kernels()
     first_layer.backward(flat_grad, w1t_grad, lane_sums, e, b.blk, b.nb, b.deltas, f, b.Hp, buffers.layers)
-    dense_pixels.fold_lane_sums(w1t_grad, b.Hp, lane_sums, b.dp, b.H, f.scale)
+    dense_pixels.fold_lane_sums(w1t_grad, b.Hp, lane_sums, f.slot_pixels, b.H, f.scale)
     deltas = b.deltas[:b.H, :b.nb].astype(np.float64)
     np.testing.assert_allclose(b.w1t(w1t_grad), b.scale * deltas @ b.X, **TOL[b.dtype.name], err_msg="dW1")
     (_, db1), _ = fastnet.network.unflatten(flat_grad, b.sizes)

@@ -6,16 +6,17 @@ this package, P parameters, B samples per block, C chunks, **Hp** H padded to wh
 One training step, module by module (``backend.step(net, X, y, lr=0.1)``):
 
 1. :mod:`.backend` -- ``NumbaBackend._step``: the arguments were checked by
-   fastnet.backends.base; the pixels are prepared once per dataset by :mod:`.features` (dense
-   pixels block by block, sparse pixels as compressed rows, the samples sorted by their number
-   of sparse entries; labels are read through that order), the buffers once per network shape
+   fastnet.backends.base; the pixels are prepared once per dataset by :mod:`.features` (the
+   samples ordered so that similar ones share a block (:mod:`.similar`), each block's often
+   non-zero pixels stored as they are, the rest as compressed rows; labels are read through that
+   order), the buffers once per network shape
    by :mod:`.workspace` (where ``Hp`` and every layout invariant the kernels rely on are set and
    asserted). Layer 1's weights are copied pixel-major (``first_layer.gather_weights``).
 2. :mod:`.chunks` -- ``chunk_pass``: the blocks are split into C fixed chunks (:mod:`.flags`),
    dealt to the backend's worker threads (the kernels release the GIL). Per block of B samples:
 
    - :mod:`.first_layer` ``forward``: layer 1 = :mod:`.dense_pixels` (a small matrix product over
-     the often non-zero pixels) + :mod:`.sparse_pixels` (each sample's non-zero rest), scaled,
+     the block's often non-zero pixels) + :mod:`.sparse_pixels` (each sample's non-zero rest), scaled,
      plus bias, ReLU;
    - :mod:`.upper_layers` ``forward``: layers 2..L, feature-major over the block's samples, in
      register tiles like the dense pixels';

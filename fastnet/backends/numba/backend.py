@@ -88,9 +88,11 @@ class NumbaBackend(Backend):
         return spaces[key]
 
     def _features(self, net, data, labels):
-        """The prepared features of ``data`` and the labels as int64, -1 for "none" (forward only)."""
-        features = data.prepared(("numba", net.dtype.name, flags.BLOCK),
-                                 lambda X: prepare_features(X, net.dtype), take=subset_features)
+        """The prepared features of ``data`` and the labels as int64, -1 for "none" (forward only).
+        A mini-batch's are cut from its dataset's features with one set of dense pixels (.features)."""
+        per_block = not data.is_subset
+        features = data.prepared(("numba", net.dtype.name, flags.BLOCK, per_block),
+                                 lambda X: prepare_features(X, net.dtype, per_block), take=subset_features)
         if labels is None:
             labels = np.full(features.n_samples, -1, np.int64)
         return features, labels
@@ -100,12 +102,11 @@ class NumbaBackend(Backend):
         sums in the workspace for :meth:`_reduce`."""
         n = features.n_samples
         C = flags.n_chunks(n)
-        buffers = ws.for_pass(len(features.dense_pixels))
+        buffers = ws.for_pass(len(features.slot_pixels))
         probs = ws.no_probs if probs is None else probs
-        kernel_features = features.for_kernels()
 
         def args(c, worker):  # chunk_pass's
-            return c, C, buffers, buffers.lane_sums[worker], probs, kernel_features, net.flat, y, backward
+            return c, C, buffers, buffers.lane_sums[worker], probs, features, net.flat, y, backward
 
         self._compile_first("pass", net, features.val, lambda: self._pass_calls(net, ws, buffers, backward, args(0, 0)))
         first_layer.gather_weights(buffers.W1T, buffers.Hp, net.flat, buffers.layers)

@@ -53,7 +53,7 @@ def chunk_pass(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backwa
     if backward:
         flat_grad[layers[0, B_AT]:] = 0  # from b1 on: W1's gradient goes to w1t_grad, its part here is unused
         w1t_grad[:] = 0
-        lane_sums[:dense_pixels.lane_sums_size(features.dense_pixels.shape[0], H, lane_count(W1T))] = 0
+        lane_sums[:dense_pixels.lane_sums_size(features.slot_pixels.shape[0], H, lane_count(W1T))] = 0
     loss = 0.0
     correct = 0
     for blk in range(c * n_blocks // n_chunks, (c + 1) * n_blocks // n_chunks):
@@ -74,7 +74,7 @@ def chunk_pass(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backwa
             upper_layers.backward(flat_grad, deltas, acts, nb, labels, flat, layers)
             first_layer.backward(flat_grad, w1t_grad, lane_sums, unit_sums, blk, nb, deltas, features, Hp, layers)
     if backward:
-        dense_pixels.fold_lane_sums(w1t_grad, Hp, lane_sums, features.dense_pixels, H, features.scale)
+        dense_pixels.fold_lane_sums(w1t_grad, Hp, lane_sums, features.slot_pixels, H, features.scale)
     buffers.stats[c, 0] = loss
     buffers.stats[c, 1] = correct
 
@@ -93,7 +93,7 @@ def kernel_calls(c, n_chunks, buffers, lane_sums, probs, features, flat, y, back
                (softmax_xent, (acts, nb, layers, labels, buffers.best_class[c], *scratch)),
                (upper_layers.forward, (acts, nb, flat, layers)),
                (upper_layers.backward, (flat_grad, deltas, acts, nb, labels, flat, layers)),
-               (dense_pixels.fold_lane_sums, (w1t_grad, Hp, lane_sums, features.dense_pixels, layers[0, N_OUT],
+               (dense_pixels.fold_lane_sums, (w1t_grad, Hp, lane_sums, features.slot_pixels, layers[0, N_OUT],
                                               features.scale)),
                (first_layer.backward, (flat_grad, w1t_grad, lane_sums, unit_sums, 0, nb, deltas, features, Hp,
                                        layers))])

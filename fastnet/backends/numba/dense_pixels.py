@@ -1,14 +1,15 @@
-"""Layer 1 on the dense pixels (the often non-zero ones, see .features): a small matrix product per
-block, vectorised over the block's samples by hand (.vector).
+"""Layer 1 on a block's dense pixels (those non-zero in many of its samples, see .features): a small
+matrix product per block, vectorised over the block's samples by hand (.vector).
 
-Layout read: ``dense[base + j * B + b]`` is dense pixel ``dense_pixels[j]`` of the block's sample b
-(``base`` = block index * P * B), P dense pixels, B samples per block. No index is read and no
-padding unit is computed: units are taken UNIT_TILE at a time, up to tiled_units(H).
+Layout read: ``dense[base + j * B + b]`` is the block's j-th dense pixel, ``pixels[j]``, of its
+sample b (``base`` = where the block's values start), B samples per block. No padding unit is
+computed: units are taken UNIT_TILE at a time, up to tiled_units(H).
 
 Forward: one vector of samples' values of a pixel times a broadcast weight, into register tiles of
 UNIT_TILE units x 2 vectors of samples. Backward: tiles of 2 pixels x UNIT_TILE units, each summed
-over the block's samples lane by lane into ``lane_sums`` (per thread), whose lanes are added up
-once per chunk by :func:`fold_lane_sums`; the units are taken a group at a time (DELTAS_IN_L1).
+over the block's samples lane by lane into ``lane_sums`` (per thread) at the pixel's slot (one per
+pixel dense in any block), whose lanes are added up once per chunk by :func:`fold_lane_sums`; the
+units are taken a group at a time (DELTAS_IN_L1).
 """
 
 from __future__ import annotations
@@ -41,24 +42,24 @@ def units_per_group(B, itemsize):
 
 
 @njit(**NJIT, **INLINE)
-def lane_sums_size(n_dense_pixels, H, lanes):
+def lane_sums_size(n_slots, H, lanes):
     """How many entries a chunk's lane sums take (see :func:`backward`)."""
-    return n_dense_pixels * tiled_units(H) * lanes
+    return n_slots * tiled_units(H) * lanes
 
 
 @njit(**NJIT_SIMD)
-def forward(acts, nb, dense, base, dense_pixels, W1T, Hp, H):
-    """acts[h, b] = sum over dense pixels j of x_b[dense_pixels[j]] * W1[h, dense_pixels[j]]
+def forward(acts, nb, dense, base, pixels, W1T, Hp, H):
+    """acts[h, b] = sum over the block's dense pixels j of x_b[pixels[j]] * W1[h, pixels[j]]
     (unscaled), for the units below tiled_units(H) and the samples below nb rounded up to 2 vectors."""
     lanes = lane_count(W1T)
     B = acts.shape[1]
     for g in range(0, nb, 2 * lanes):
         for h0 in range(0, H, UNIT_TILE):
             a0 = a1 = a2 = a3 = a4 = c0 = c1 = c2 = c3 = c4 = vzero(W1T)  # a: samples g.., c: g + lanes..
-            for j in range(dense_pixels.shape[0]):
+            for j in range(pixels.shape[0]):
                 x = vload_as(W1T, dense, base + j * B + g)
                 u = vload_as(W1T, dense, base + j * B + g + lanes)
-                w = at(dense_pixels, j) * Hp + h0
+                w = at(pixels, j) * Hp + h0
                 v = vbroadcast(W1T, at(W1T, w))
                 a0, c0 = vfma(x, v, a0), vfma(u, v, c0)
                 v = vbroadcast(W1T, at(W1T, w + 1))
@@ -101,14 +102,15 @@ def _add_tile(lane_sums, i, v0, v1, v2, v3, v4):
 
 
 @njit(**NJIT_SIMD)
-def backward(lane_sums, nb, dense, base, P, deltas, H):
-    """lane_sums[(j * Ht + h) * lanes + l] += lane l of the block's sum of x_b[dense_pixels[j]] *
+def backward(lane_sums, nb, dense, base, slots, deltas, H):
+    """lane_sums[(slots[j] * Ht + h) * lanes + l] += lane l of the block's sum of x_b[pixels[j]] *
     deltas[h, b] (unscaled; Ht = tiled_units(H)). The deltas' columns from nb to the next whole
     vector must be zero (first_layer.backward zeroes them)."""
     lanes = lane_count(lane_sums)
     B = deltas.shape[1]
     Ht = tiled_units(H)
     group = units_per_group(B, lane_sums.itemsize)
+    P = slots.shape[0]
     for first in range(0, H, group):  # a group's deltas stay in L1 while every pixel is read
         for j in range(0, P, 2):
             two = j + 1 < P
@@ -129,21 +131,21 @@ def backward(lane_sums, nb, dense, base, P, deltas, H):
                     a3, c3 = vfma(x, v, a3), vfma(u, v, c3)
                     v = vload(d4, g)
                     a4, c4 = vfma(x, v, a4), vfma(u, v, c4)
-                _add_tile(lane_sums, (j * Ht + h0) * lanes, a0, a1, a2, a3, a4)
+                _add_tile(lane_sums, (at(slots, j) * Ht + h0) * lanes, a0, a1, a2, a3, a4)
                 if two:
-                    _add_tile(lane_sums, (q * Ht + h0) * lanes, c0, c1, c2, c3, c4)
+                    _add_tile(lane_sums, (at(slots, q) * Ht + h0) * lanes, c0, c1, c2, c3, c4)
 
 
 @njit(**NJIT)
-def fold_lane_sums(w1t_grad, Hp, lane_sums, dense_pixels, H, scale):
-    """w1t_grad[dense_pixels[j] * Hp + h] = scale * (the sum of the lanes for (j, h)): the dense
-    pixels' rows of a chunk's pixel-major W1 gradient (sparse entries never touch those rows)."""
+def fold_lane_sums(w1t_grad, Hp, lane_sums, slot_pixels, H, scale):
+    """w1t_grad[slot_pixels[j] * Hp + h] += scale * (the sum of the lanes for (j, h)): the dense
+    pixels' part of a chunk's pixel-major W1 gradient."""
     lanes = lane_count(lane_sums)
     Ht = tiled_units(H)
-    for j in range(dense_pixels.shape[0]):
+    for j in range(slot_pixels.shape[0]):
         for h in range(H):
             i = (j * Ht + h) * lanes
             s = lane_sums[i]
             for lane in range(1, lanes):
                 s += lane_sums[i + lane]
-            w1t_grad[at(dense_pixels, j) * Hp + h] = s * scale
+            w1t_grad[at(slot_pixels, j) * Hp + h] += s * scale

@@ -1,16 +1,32 @@
 """The prepared features: a dataset's pixels split once (per dataset and dtype) into dense and
-sparse pixels, in the layouts the layer-1 kernels read.
+sparse pixels, block by block (flags.BLOCK rows), in the layouts the layer-1 kernels read.
 
-- **Dense pixels**, non-zero in at least flags.DENSE_PIXEL_FRACTION of the samples (on MNIST the
-  ~200 central ones), stored as they are, block by block: ``dense[blk, j, b]`` is dense pixel
-  ``dense_pixels[j]`` of row blk * B + b, zero past the last row (read by .dense_pixels).
-- **Sparse pixels**, the rest, as compressed sparse rows: row n's non-zero ones are
+- **Dense pixels** of a block, non-zero in at least flags.DENSE_PIXEL_FRACTION of its samples,
+  stored as they are: block blk's are ``pixels[block_ptr[blk]:block_ptr[blk + 1]]``, and
+  ``dense[(block_ptr[blk] + j) * B + b]`` is the j-th of them in the block's row b (zero past
+  the last row; read by .dense_pixels). Each pixel dense in some block has a *slot*, where the
+  backward pass sums its gradient (``slots``, ``slot_pixels``).
+- **Sparse pixels**, a row's other non-zero ones, as compressed sparse rows: row n's are
   ``idx[ptr[n]:ptr[n + 1]]``, in pixel order, with values ``val[...]`` (read by .sparse_pixels).
-- **Sample order.** The samples are stored sorted by how many sparse entries they have (``order``;
-  ``row_of`` is its inverse): the sparse kernels loop over a sample's entries, and when
-  consecutive samples have as many, the CPU predicts where each loop ends. A pass sums the same
-  gradients in another order; the kernels read labels and write probabilities through ``order``.
-  What it bought: README, *Toward the hardware floor*.
+  A dense pixel computes all of a block's samples, zeros included, at ~1.5 cycles a sample; a
+  sparse entry costs ~4.9 (.flags), so the more a block's samples share their non-zero pixels,
+  the cheaper its pass.
+
+Two layouts:
+
+- **A whole dataset** (``per_block``): the samples are ordered so that similar ones are
+  neighbours (.similar), and each block has its own dense pixels: on MNIST ~190 per block, with
+  ~19 sparse entries per sample left instead of ~42 with one set for all. Within a block, the
+  rows are sorted by their number of sparse entries: the sparse kernels loop over a row's
+  entries, and when consecutive rows have as many, the CPU predicts where each loop ends.
+- **One set of dense pixels for all blocks** (the pixels dense in the whole dataset), the rows
+  sorted by their number of sparse entries. Mini-batches are cut from it (:func:`subset_features`)
+  by copying values, without a new pass over the pixels: a mini-batch's samples are drawn at
+  random, and a similarity order would not carry over to it.
+
+Row r holds sample ``order[r]`` (``row_of`` is its inverse): a pass sums the same gradients in
+another order, and the kernels read labels and write probabilities through ``order``. What each
+layout bought: README, *Toward the hardware floor*.
 
 uint8 pixels stay uint8 (``scale`` = 1/255 is applied to the sums), float pixels keep the
 network's dtype (``scale`` = 1): every pixel of X is held exactly once.
@@ -23,36 +39,28 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnet.backends.numba import flags
+from fastnet.backends.numba.similar import similar_first
 
 
 class Features(NamedTuple):
-    """A dataset as the kernels read it (the kernels take it with ``dense`` flattened)."""
+    """A dataset as the kernels read it."""
 
-    dense: np.ndarray  # (blocks, P, B) values of the P dense pixels, block by block
-    dense_pixels: np.ndarray  # (P,) int64: which pixels are dense
+    dense: np.ndarray  # (total * B,) the blocks' dense values: block blk's from block_ptr[blk] * B, pixel by pixel
+    block_ptr: np.ndarray  # (blocks + 1,) int64: block blk's dense pixels are entries [block_ptr[blk], [blk + 1])
+    pixels: np.ndarray  # (total,) int64: the pixel of each block's each dense pixel
+    slots: np.ndarray  # (total,) int64: its slot, where the backward pass sums its gradient (.dense_pixels)
+    slot_pixels: np.ndarray  # (S,) int64: the pixel of each slot (the pixels dense in some block)
     ptr: np.ndarray  # (N + 1,) int64: row n's sparse entries are [ptr[n], ptr[n + 1])
     idx: np.ndarray  # (nnz,) pixel of each entry: uint16 (int32 if D > 65,536)
     val: np.ndarray  # (nnz,) its value: uint8 stays uint8, or floats of the network's dtype
     scale: np.generic  # 1/255 for uint8 pixels, 1 for floats, in the network's dtype
     order: np.ndarray  # (N,) int64: row r of all the above holds sample order[r]
     row_of: np.ndarray  # (N,) int64: sample n is in row row_of[n] (order's inverse)
+    n_inputs: int  # D, the pixels of a sample
 
     @property
     def n_samples(self):
         return len(self.ptr) - 1
-
-    def for_kernels(self):
-        """These features with ``dense`` as one flat array (the layer-1 kernels index it by hand)."""
-        return self._replace(dense=self.dense.reshape(-1))
-
-
-def _blocked(values, dtype):
-    """(N, P) values -> (blocks, P, B), zero past the last sample."""
-    B = flags.BLOCK
-    blocks = -(-len(values) // B)
-    padded = np.zeros((blocks * B, values.shape[1]), dtype)
-    padded[:len(values)] = values
-    return np.ascontiguousarray(padded.reshape(blocks, B, values.shape[1]).transpose(0, 2, 1))
 
 
 def compressed_rows(X, nonzero, dtype, counts=None):
@@ -69,29 +77,69 @@ def compressed_rows(X, nonzero, dtype, counts=None):
     return ptr, idx, X[nonzero].astype(values_dtype, copy=False), scale
 
 
+def _spans(starts, counts):
+    """The positions starts[i] ... starts[i] + counts[i] - 1 for each i, one after the other."""
+    ends = np.cumsum(counts)
+    return np.repeat(starts - (ends - counts), counts) + np.arange(ends[-1] if len(ends) else 0)
+
+
 def take_rows(ptr, idx, val, rows):
     """(ptr, idx, val) of the compressed rows ``rows`` (copied, in that order)."""
-    starts, counts = ptr[rows], ptr[rows + 1] - ptr[rows]
+    counts = ptr[rows + 1] - ptr[rows]
     new_ptr = np.zeros(len(rows) + 1, np.int64)
     np.cumsum(counts, out=new_ptr[1:])
-    take = np.repeat(starts - new_ptr[:-1], counts) + np.arange(new_ptr[-1])
+    take = _spans(ptr[rows], counts)
     return new_ptr, idx[take], val[take]
 
 
-def prepare_features(X, dtype):
-    """Features of validated pixels X (N, D) for a network of this dtype: pixels non-zero in at
-    least flags.DENSE_PIXEL_FRACTION of the samples as they are, the others' non-zero entries row
-    by row; the samples sorted by their number of those entries (ties keep their order)."""
+def prepare_features(X, dtype, per_block=True):
+    """Features of validated pixels X (N, D) for a network of this dtype, in one of the two
+    layouts (see above): ``per_block``, for a whole dataset, or one set of dense pixels, for a
+    dataset that mini-batches are cut from."""
+    B = flags.BLOCK
+    N, D = X.shape
+    blocks = -(-N // B)
+    block_of = np.arange(N) // B
     nonzero = X != 0
-    is_dense = nonzero.sum(axis=0) >= flags.DENSE_PIXEL_FRACTION * len(X)
-    dense_pixels = np.flatnonzero(is_dense).astype(np.int64)
-    nonzero[:, is_dense] = False
+    if per_block:
+        first = similar_first(X) if N > B else np.arange(N)
+        nonzero = nonzero[first]
+        in_block = np.minimum(B, N - np.arange(0, N, B))
+        is_dense = _block_sums(nonzero) >= flags.DENSE_PIXEL_FRACTION * in_block[:, None]  # (blocks, D)
+    else:
+        first = np.arange(N)
+        is_dense = np.broadcast_to(nonzero.sum(axis=0) >= flags.DENSE_PIXEL_FRACTION * N, (blocks, D))
+    nonzero &= ~is_dense[block_of]  # from here on: the sparse entries
     counts = nonzero.sum(axis=1)
-    order = np.argsort(counts, kind="stable")
-    X, nonzero = X[order], nonzero[order]  # whole rows: faster than sorting the parts (measured)
-    ptr, idx, val, scale = compressed_rows(X, nonzero, dtype, counts[order])
-    return Features(_blocked(X[:, dense_pixels], val.dtype), dense_pixels, ptr, idx, val, scale, order,
-                    _inverse(order))
+    # by their number of sparse entries (ties keep their order), per_block: within each block
+    sort = np.lexsort((counts, block_of)) if per_block else np.argsort(counts, kind="stable")
+    order = first[sort]
+    X, nonzero, counts = X[order], nonzero[sort], counts[sort]  # whole rows: faster than sorting the parts (measured)
+    ptr, idx, val, scale = compressed_rows(X, nonzero, dtype, counts)
+    padded = np.zeros((blocks * B, D), val.dtype)
+    padded[:N] = X
+    dense = padded.reshape(blocks, B, D).transpose(0, 2, 1)[is_dense]  # (total, B): block by block, pixels in order
+    block_ptr = np.zeros(blocks + 1, np.int64)
+    np.cumsum(is_dense.sum(axis=1), out=block_ptr[1:])
+    pixels = np.nonzero(is_dense)[1].astype(np.int64)
+    slot_pixels = np.flatnonzero(is_dense.any(axis=0)).astype(np.int64)
+    slot_of = np.zeros(D, np.int64)
+    slot_of[slot_pixels] = np.arange(len(slot_pixels))
+    return Features(dense.reshape(-1), block_ptr, pixels, slot_of[pixels], slot_pixels, ptr, idx, val, scale, order,
+                    _inverse(order), D)
+
+
+def _block_sums(nonzero):
+    """(blocks, D): how many rows of each block (flags.BLOCK rows; the last may have fewer) are
+    non-zero in each pixel. Summed as uint8 into uint16: ~10x faster than np.add.reduceat on bools."""
+    B = flags.BLOCK
+    N, D = nonzero.shape
+    whole = N // B
+    counts = np.empty((-(-N // B), D), np.uint16 if B < 1 << 16 else np.int64)
+    counts[:whole] = nonzero[:whole * B].view(np.uint8).reshape(whole, B, D).sum(axis=1, dtype=counts.dtype)
+    if N > whole * B:
+        counts[whole] = nonzero[whole * B:].sum(axis=0)
+    return counts
 
 
 def _inverse(order):
@@ -103,11 +151,20 @@ def _inverse(order):
 
 def subset_features(f, samples):
     """Features of the samples ``samples`` (indices into the dataset, in the subset's order; a
-    mini-batch) of already prepared features, sorted as prepare_features sorts: their values are
-    copied, no new pass over the pixels; the dense pixels stay those of the whole dataset."""
+    mini-batch) of features with one set of dense pixels (``per_block=False``), sorted as
+    prepare_features sorts them: their values are copied, no new pass over the pixels."""
+    B = flags.BLOCK
+    P = len(f.slot_pixels)
+    if len(f.pixels) != P * (len(f.block_ptr) - 1):
+        raise ValueError("mini-batches are cut from features with one set of dense pixels (per_block=False)")
     held = f.row_of[samples]  # the parent's rows holding them
     order = np.argsort(np.diff(f.ptr)[held], kind="stable")
     held = held[order]
-    B = f.dense.shape[2]
-    dense = _blocked(f.dense[held // B, :, held % B], f.dense.dtype)
-    return Features(dense, f.dense_pixels, *take_rows(f.ptr, f.idx, f.val, held), f.scale, order, _inverse(order))
+    blocks = -(-len(held) // B)
+    dense = np.zeros((blocks * B, P), f.dense.dtype)
+    if P:
+        dense[:len(held)] = f.dense.reshape(-1, P, B)[held // B, :, held % B]
+    dense = dense.reshape(blocks, B, P).transpose(0, 2, 1)
+    return Features(dense.reshape(-1), np.arange(blocks + 1) * P, np.tile(f.slot_pixels, blocks),
+                    np.tile(np.arange(P), blocks), f.slot_pixels, *take_rows(f.ptr, f.idx, f.val, held), f.scale,
+                    order, _inverse(order), f.n_inputs)

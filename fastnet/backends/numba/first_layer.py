@@ -49,8 +49,8 @@ def forward(acts, unit_sums, blk, nb, features, W1T, Hp, flat, layers):
     (Hp,) is scratch."""
     H = layers[0, N_OUT]
     B = acts.shape[1]
-    dense_pixels.forward(acts, nb, features.dense, blk * features.dense_pixels.shape[0] * B,
-                         features.dense_pixels, W1T, Hp, H)
+    lo, hi = features.block_ptr[blk], features.block_ptr[blk + 1]
+    dense_pixels.forward(acts, nb, features.dense, lo * B, features.pixels[lo:hi], W1T, Hp, H)
     sparse_pixels.forward(acts, unit_sums, blk * B, nb, features.ptr, features.idx, features.val, W1T, Hp, H)
     _activate(acts, nb, flat, layers, features.scale)
 
@@ -65,8 +65,8 @@ def backward(flat_grad, w1t_grad, lane_sums, unit_deltas, blk, nb, deltas, featu
     for h in range(tiled_units(H)):  # past the last sample (a last, partial block): no delta
         for b in range(nb, min(-(-nb // lanes) * lanes, B)):
             deltas[h, b] = 0
-    P = features.dense_pixels.shape[0]
-    dense_pixels.backward(lane_sums, nb, features.dense, blk * P * B, P, deltas, H)
+    lo, hi = features.block_ptr[blk], features.block_ptr[blk + 1]
+    dense_pixels.backward(lane_sums, nb, features.dense, lo * B, features.slots[lo:hi], deltas, H)
     sparse_pixels.backward(w1t_grad, unit_deltas, blk * B, nb, deltas, features.ptr, features.idx, features.val,
                            Hp, H, features.scale)
     add_bias_gradient(flat_grad, deltas, nb, layers)

@@ -121,11 +121,11 @@ class Workspace:
                 unit_deltas=_zeros_aligned((parts, Hp), dtype), flat_grad=_zeros_aligned(self.mean_grad.shape, dtype))
         return e
 
-    def for_pass(self, n_dense_pixels):
-        """The buffers, with lane sums for a dataset of n_dense_pixels dense pixels (grown when a
+    def for_pass(self, n_slots):
+        """The buffers, with lane sums for a dataset of n_slots pixels dense in some block (grown when a
         dataset has more of them than any before)."""
         b = self.buffers
-        size = lane_sums_size(n_dense_pixels, b.layers[0, N_OUT], self.lanes)
+        size = lane_sums_size(n_slots, b.layers[0, N_OUT], self.lanes)
         if b.lane_sums.shape[1] < size:
             size = -(-size // 16) * 16  # whole cache lines per thread: no false sharing
             lane_sums = _zeros_aligned((b.lane_sums.shape[0], size), b.lane_sums.dtype)
