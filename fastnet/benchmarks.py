@@ -109,16 +109,28 @@ def floor_seconds(case, X):
         return None
     peak = (os.cpu_count() or 1) * FMA_UNITS * dtype_lane_count(np.dtype(case.dtype)) * clock  # multiply-adds/s
     per_row = np.count_nonzero(X, axis=1)
-    nnz = per_row.sum() if case.n is None else np.resize(per_row, case.n).sum()  # rows as samples() tiles them
+    nnz = per_row.sum() if case.n is None else np.resize(per_row, case.n).sum()  # samples() keeps each row's count
     return 2 * int(nnz) * case.hidden / peak
 
 
+# The copies samples() adds to make a larger dataset: images shifted by a pixel (rows, columns).
+SHIFTS = [(0, 0), (0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (-1, -1), (1, -1), (-1, 1)]
+
+
 def samples(X, y, n):
-    """The first n samples, tiling the data when n is larger than it."""
+    """The first n samples; when n is larger than the data, the images follow again shifted by one
+    pixel (SHIFTS; 28 x 28 images), as data augmentation makes a larger dataset. Not exact copies:
+    the backend orders samples by similarity, and each copy would share a block with its original,
+    making the larger dataset unrealistically cheap. A shift rolls the image's pixels (MNIST's
+    border is zero), so each image keeps its number of non-zero pixels."""
     if n is None:
         return X, y
     reps = -(-n // len(X))
-    return np.tile(X, (reps, 1))[:n], np.tile(y, reps)[:n]
+    if reps > len(SHIFTS):
+        raise ValueError(f"at most {len(SHIFTS)} shifted copies of the data, not {reps}")
+    images = X.reshape(len(X), 28, 28)
+    copies = [np.roll(images, shift, axis=(1, 2)).reshape(len(X), -1) for shift in SHIFTS[:reps]]
+    return np.concatenate(copies)[:n], np.tile(y, reps)[:n]
 
 
 class SeedLayoutStep:

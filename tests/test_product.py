@@ -236,6 +236,22 @@ def test_interleaved_timing_takes_the_cases_in_turns(monkeypatch):
     assert {key: len(t) for key, t in times.items()} == {"a": 4, "b": 4, "c": 4}
 
 
+def test_a_larger_benchmark_dataset_holds_shifted_images_not_copies():
+    from fastnet.benchmarks import samples
+
+    rng = np.random.default_rng(0)
+    X = np.zeros((50, 784), np.uint8)
+    X.reshape(50, 28, 28)[:, 4:24, 4:24] = rng.integers(0, 256, (50, 20, 20))
+    y = rng.integers(0, 10, 50)
+    big, labels = samples(X, y, 170)
+    assert big.shape == (170, 784) and len(labels) == 170
+    np.testing.assert_array_equal(big[:50], X)
+    np.testing.assert_array_equal(labels, np.tile(y, 4)[:170])
+    np.testing.assert_array_equal(big[50:100].reshape(50, 28, 28)[:, :, 1:], X.reshape(50, 28, 28)[:, :, :-1])
+    assert len(np.unique(big, axis=0)) == 170, "a sample given twice"
+    np.testing.assert_array_equal(np.count_nonzero(big, axis=1), np.resize(np.count_nonzero(X, axis=1), 170))
+
+
 def test_benchmark_report_prints_a_table(mnist_dir, tmp_path):
     done = subprocess.run([sys.executable, "-m", "fastnet.bench", "--data-dir", str(mnist_dir), "--quick",
                            "--rounds", "1", "--no-startup", "--markdown", "--chart", str(tmp_path / "b.png")],
