@@ -15,10 +15,11 @@ sparse pixels, block by block (flags.BLOCK rows), in the layouts the layer-1 ker
 Two layouts:
 
 - **A whole dataset** (``per_block``): the samples are ordered so that similar ones are
-  neighbours (.similar), and each block has its own dense pixels: on MNIST ~190 per block, with
-  ~19 sparse entries per sample left instead of ~42 with one set for all. Within a block, the
-  rows are sorted by their number of sparse entries: the sparse kernels loop over a row's
-  entries, and when consecutive rows have as many, the CPU predicts where each loop ends.
+  neighbours (.similar), and each block has its own dense pixels: on MNIST 167 per block on
+  average (26% of their values zero), with 27 sparse entries per sample left, where one set for
+  all has 195 (45% zero) and 42. Within a block, the rows are sorted by their number of sparse
+  entries: the sparse kernels loop over a row's entries, and when consecutive rows have as many,
+  the CPU predicts where each loop ends.
 - **One set of dense pixels for all blocks** (the pixels dense in the whole dataset), the rows
   sorted by their number of sparse entries. Mini-batches are cut from it (:func:`subset_features`)
   by copying values, without a new pass over the pixels: a mini-batch's samples are drawn at
