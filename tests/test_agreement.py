@@ -23,6 +23,21 @@ def test_float64_parameters_after_1_and_100_steps_on_mnist(backend, seed_split):
     assert_steps_agree(backend, fastnet.Network.init(seed=0), X, y, 100, TOLERANCES["float64"])
 
 
+@pytest.mark.parametrize("min_samples", [0, 10**9], ids=["per-block", "one-set"])
+def test_numba_stages_in_either_layout_of_its_features(monkeypatch, seed_split, min_samples):
+    """The numba backend reads datasets of flags.PER_BLOCK_MIN_SAMPLES samples or more from
+    features with each block's own dense pixels, smaller ones from one set for all blocks: every
+    stage in each layout, on MNIST and on the awkward shapes (all below that size)."""
+    from fastnet.backends.numba import flags
+
+    monkeypatch.setattr(flags, "PER_BLOCK_MIN_SAMPLES", min_samples)
+    backend = fastnet.get_backend("numba")
+    assert_stages_agree(backend, fastnet.Network.init(seed=0), seed_split.X_train, seed_split.y_train,
+                        TOLERANCES["float64"])
+    for case in AWKWARD_CASES:
+        assert_awkward_case_agrees(backend, case)
+
+
 # ------------------------------------------------------------------ awkward shapes, float64
 
 

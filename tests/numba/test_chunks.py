@@ -36,7 +36,9 @@ def test_chunk_counts():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_bit_identical_for_one_and_two_threads(seed_split, dtype):
+@pytest.mark.parametrize("min_samples", [0, 10**9], ids=["per-block", "one-set"])
+def test_bit_identical_for_one_and_two_threads(monkeypatch, seed_split, dtype, min_samples):
+    monkeypatch.setattr(flags, "PER_BLOCK_MIN_SAMPLES", min_samples)  # either layout of the features
     X, y = seed_split.X_train[:7919], seed_split.y_train[:7919]
     data = fastnet.Dataset(X, y)
     results = []

@@ -129,3 +129,23 @@ def test_samples_with_as_many_sparse_entries_keep_their_order(per_block):
     X[[0, 3], 4] = X[5, 5] = 5  # one
     f = prepare_features(X, np.dtype(np.float32), per_block)
     np.testing.assert_array_equal(f.order, [2, 0, 3, 5, 1, 4])
+
+
+@pytest.mark.parametrize("min_samples", [0, 4 * B + 1])
+def test_the_backend_prepares_large_datasets_per_block_and_batches_in_one_set(monkeypatch, min_samples):
+    """A dataset of flags.PER_BLOCK_MIN_SAMPLES samples or more gets each block's own dense pixels,
+    a smaller one one set; a mini-batch of it (a subset) is cut from the one-set layout, prepared
+    once for all its batches."""
+    import fastnet
+    from fastnet.backends.numba.backend import NumbaBackend
+
+    monkeypatch.setattr(flags, "PER_BLOCK_MIN_SAMPLES", min_samples)
+    backend, net = NumbaBackend(), fastnet.Network.init((40, 5, 2), seed=0, dtype="float32")
+    data = fastnet.Dataset(two_kinds(), np.zeros(4 * B, np.int64), n_classes=2)
+    whole = backend._features(net, data, None)[0]
+    assert len({tuple(p) for p in dense_sets(whole)}) == (2 if len(data) >= min_samples else 1)
+    batches = [backend._features(net, data.subset(np.arange(start, 4 * B, 3)), None)[0] for start in range(2)]
+    for batch in batches:
+        assert all((pixels == batch.slot_pixels).all() for pixels in dense_sets(batch))
+        np.testing.assert_array_equal(batch.slot_pixels, np.arange(40))
+    assert sum(key[-1] is False for key in data._prepared) == 1, "the one-set layout prepared more than once"

@@ -45,7 +45,7 @@ class NumbaBackend(Backend):
         """run(c, worker) for every chunk c, on min(threads, n_chunks) workers. Each worker has its
         share of the chunks (:func:`deal_chunks`) and runs them in order; a worker done with its own
         takes the last one not yet started from another worker, so that a core slowed by other work
-        can run fewer (with the rows sorted, .features, the last one is the dearest). Taking the
+        can run fewer (the chunks' costs differ: .features orders the rows). Taking the
         next chunk from one shared queue instead left one worker a chunk more than the other in 2
         of 12 steps at hidden 128 on a quiet machine. The chunks, not the workers, decide what is
         summed with what."""
@@ -89,8 +89,9 @@ class NumbaBackend(Backend):
 
     def _features(self, net, data, labels):
         """The prepared features of ``data`` and the labels as int64, -1 for "none" (forward only).
-        A mini-batch's are cut from its dataset's features with one set of dense pixels (.features)."""
-        per_block = not data.is_subset
+        A mini-batch's are cut from its dataset's features with one set of dense pixels (.features),
+        as are those of a dataset below flags.PER_BLOCK_MIN_SAMPLES samples."""
+        per_block = not data.is_subset and len(data) >= flags.PER_BLOCK_MIN_SAMPLES
         features = data.prepared(("numba", net.dtype.name, flags.BLOCK, per_block),
                                  lambda X: prepare_features(X, net.dtype, per_block), take=subset_features)
         if labels is None:
@@ -236,10 +237,11 @@ class NumbaBackend(Backend):
 
 def deal_chunks(n_chunks, workers):
     """Each worker's chunks, dealt in rounds of one chunk per worker, every other round backwards:
-    0, 3, 4, 7, ... and 1, 2, 5, 6, ... for two. The features' rows are sorted by their number of
-    sparse entries (.features), so a later chunk costs more; dealt w, w + workers, ..., the second
-    worker got the dearer chunk of every round. What it bought: README, *Toward the hardware
-    floor*."""
+    0, 3, 4, 7, ... and 1, 2, 5, 6, ... for two. With the rows of a mini-batch sorted by their
+    number of sparse entries (.features), a later chunk costs more; dealt w, w + workers, ..., the
+    second worker got the dearer chunk of every round. (A whole dataset's rows are ordered by
+    similarity instead; its chunks' costs differ without a trend.) What it bought: README, *Toward
+    the hardware floor*."""
     shares = [[] for _ in range(workers)]
     for c in range(n_chunks):
         r, i = divmod(c, workers)

@@ -14,16 +14,17 @@ sparse pixels, block by block (flags.BLOCK rows), in the layouts the layer-1 ker
 
 Two layouts:
 
-- **A whole dataset** (``per_block``): the samples are ordered so that similar ones are
-  neighbours (.similar), and each block has its own dense pixels: on MNIST 167 per block on
-  average (26% of their values zero), with 27 sparse entries per sample left, where one set for
-  all has 195 (45% zero) and 42. Within a block, the rows are sorted by their number of sparse
-  entries: the sparse kernels loop over a row's entries, and when consecutive rows have as many,
-  the CPU predicts where each loop ends.
+- **A whole dataset** (``per_block``; the backend uses it for datasets of at least
+  flags.PER_BLOCK_MIN_SAMPLES samples, as it takes longer to prepare): the samples are ordered so
+  that similar ones are neighbours (.similar), and each block has its own dense pixels: on MNIST 167
+  per block on average (26% of their values zero), with 27 sparse entries per sample left, where one
+  set for all has 195 (45% zero) and 42. Within a block, the rows are sorted by their number of
+  sparse entries: the sparse kernels loop over a row's entries, and when consecutive rows have as
+  many, the CPU predicts where each loop ends.
 - **One set of dense pixels for all blocks** (the pixels dense in the whole dataset), the rows
   sorted by their number of sparse entries. Mini-batches are cut from it (:func:`subset_features`)
   by copying values, without a new pass over the pixels: a mini-batch's samples are drawn at
-  random, and a similarity order would not carry over to it.
+  random, and a similarity order would not carry over to it. Smaller datasets use it too.
 
 Row r holds sample ``order[r]`` (``row_of`` is its inverse): a pass sums the same gradients in
 another order, and the kernels read labels and write probabilities through ``order``. What each
@@ -40,14 +41,14 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnet.backends.numba import flags
-from fastnet.backends.numba.similar import similar_first
+from fastnet.backends.numba.similar import similarity_order
 
 
 class Features(NamedTuple):
     """A dataset as the kernels read it."""
 
     dense: np.ndarray  # (total * B,) the blocks' dense values: block blk's from block_ptr[blk] * B, pixel by pixel
-    block_ptr: np.ndarray  # (blocks + 1,) int64: block blk's dense pixels are entries [block_ptr[blk], [blk + 1])
+    block_ptr: np.ndarray  # (blocks + 1,) int64: block blk's dense pixels: [block_ptr[blk], block_ptr[blk + 1])
     pixels: np.ndarray  # (total,) int64: the pixel of each block's each dense pixel
     slots: np.ndarray  # (total,) int64: its slot, where the backward pass sums its gradient (.dense_pixels)
     slot_pixels: np.ndarray  # (S,) int64: the pixel of each slot (the pixels dense in some block)
@@ -66,7 +67,7 @@ class Features(NamedTuple):
 
 def compressed_rows(X, nonzero, dtype, counts=None):
     """(ptr, idx, val, scale): the entries of X where ``nonzero``, row by row, pixels in order;
-    sample n's are [ptr[n], ptr[n + 1]). Values stay uint8 for uint8 pixels (scale 1/255), else
+    row n's are [ptr[n], ptr[n + 1]). Values stay uint8 for uint8 pixels (scale 1/255), else
     the network's dtype (scale 1). ``counts``: nonzero's row sums, if already known."""
     N, D = X.shape
     ptr = np.zeros(N + 1, np.int64)
@@ -103,18 +104,18 @@ def prepare_features(X, dtype, per_block=True):
     block_of = np.arange(N) // B
     nonzero = X != 0
     if per_block:
-        first = similar_first(X) if N > B else np.arange(N)
-        nonzero = nonzero[first]
+        grouped = similarity_order(X) if N > B else np.arange(N)
+        nonzero = nonzero[grouped]
         in_block = np.minimum(B, N - np.arange(0, N, B))
         is_dense = _block_sums(nonzero) >= flags.DENSE_PIXEL_FRACTION * in_block[:, None]  # (blocks, D)
     else:
-        first = np.arange(N)
+        grouped = np.arange(N)
         is_dense = np.broadcast_to(nonzero.sum(axis=0) >= flags.DENSE_PIXEL_FRACTION * N, (blocks, D))
     nonzero &= ~is_dense[block_of]  # from here on: the sparse entries
     counts = nonzero.sum(axis=1)
     # by their number of sparse entries (ties keep their order), per_block: within each block
     sort = np.lexsort((counts, block_of)) if per_block else np.argsort(counts, kind="stable")
-    order = first[sort]
+    order = grouped[sort]
     X, nonzero, counts = X[order], nonzero[sort], counts[sort]  # whole rows: faster than sorting the parts (measured)
     ptr, idx, val, scale = compressed_rows(X, nonzero, dtype, counts)
     padded = np.zeros((blocks * B, D), val.dtype)
@@ -155,17 +156,18 @@ def subset_features(f, samples):
     mini-batch) of features with one set of dense pixels (``per_block=False``), sorted as
     prepare_features sorts them: their values are copied, no new pass over the pixels."""
     B = flags.BLOCK
-    P = len(f.slot_pixels)
-    if len(f.pixels) != P * (len(f.block_ptr) - 1):
+    S = len(f.slot_pixels)  # the one set's pixels (each its own slot)
+    if len(f.pixels) != S * (len(f.block_ptr) - 1):
         raise ValueError("mini-batches are cut from features with one set of dense pixels (per_block=False)")
     held = f.row_of[samples]  # the parent's rows holding them
     order = np.argsort(np.diff(f.ptr)[held], kind="stable")
     held = held[order]
     blocks = -(-len(held) // B)
-    dense = np.zeros((blocks * B, P), f.dense.dtype)
-    if P:
-        dense[:len(held)] = f.dense.reshape(-1, P, B)[held // B, :, held % B]
-    dense = dense.reshape(blocks, B, P).transpose(0, 2, 1)
-    return Features(dense.reshape(-1), np.arange(blocks + 1) * P, np.tile(f.slot_pixels, blocks),
-                    np.tile(np.arange(P), blocks), f.slot_pixels, *take_rows(f.ptr, f.idx, f.val, held), f.scale,
-                    order, _inverse(order), f.n_inputs)
+    dense = np.zeros((blocks * B, S), f.dense.dtype)
+    if S:
+        dense[:len(held)] = f.dense.reshape(-1, S, B)[held // B, :, held % B]
+    dense = dense.reshape(blocks, B, S).transpose(0, 2, 1)
+    block_ptr = np.arange(blocks + 1, dtype=np.int64) * S
+    slots = np.tile(np.arange(S, dtype=np.int64), blocks)
+    return Features(dense.reshape(-1), block_ptr, np.tile(f.slot_pixels, blocks), slots, f.slot_pixels,
+                    *take_rows(f.ptr, f.idx, f.val, held), f.scale, order, _inverse(order), f.n_inputs)

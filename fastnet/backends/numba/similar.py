@@ -4,14 +4,16 @@ block (flags.BLOCK consecutive ones) share most of their non-zero pixels (see .f
 k-means on the samples' leading principal components: the components and the centres come from
 an evenly spaced subsample of at most SUBSAMPLE rows, every sample is assigned to its nearest
 centre, and the clusters are laid out by their centres' first component, each cluster's samples
-by their own. Deterministic (no random numbers), and cheap next to a pass: ~0.1 s on MNIST.
+by their own. No random numbers; ~60 ms on MNIST's 59,000 images. The projections are float32
+products, whose last bits may differ with another BLAS or CPU: there, near-ties may be ordered
+differently, which changes the order in which a pass sums, never what it computes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-SUBSAMPLE = 2048  # rows the components and centres are fitted on
+SUBSAMPLE = 2048  # rows the components and centres are fitted on, at most
 COMPONENTS = 16  # principal components the samples are compared on
 CLUSTERS = 32  # k-means centres
 ITERATIONS = 10  # k-means (Lloyd) iterations on the subsample, and power iterations for the components
@@ -20,12 +22,12 @@ ITERATIONS = 10  # k-means (Lloyd) iterations on the subsample, and power iterat
 ROWS_AT_ONCE = 2048
 
 
-def similar_first(X):
+def similarity_order(X):
     """A permutation of X's rows (N, D) that puts similar rows next to each other."""
     N = len(X)
     if N <= 1:
         return np.arange(N)
-    sample = X[::max(1, N // SUBSAMPLE)].astype(np.float32)
+    sample = X[::-(-N // SUBSAMPLE)].astype(np.float32)
     mean = sample.mean(axis=0)
     sample -= mean
     axes = _leading_components(sample, min(COMPONENTS, *sample.shape))
@@ -33,20 +35,19 @@ def similar_first(X):
     for start in range(0, N, ROWS_AT_ONCE):
         projected[start:start + ROWS_AT_ONCE] = X[start:start + ROWS_AT_ONCE].astype(np.float32) @ axes
     projected -= mean @ axes
-    centres = _kmeans(sample @ axes, min(CLUSTERS, len(sample)))
-    cluster = _nearest(projected, centres)
+    centres = _kmeans((sample @ axes).astype(np.float64), min(CLUSTERS, len(sample)))
+    cluster = _nearest(projected.astype(np.float64), centres)
     rank = np.argsort(np.argsort(centres[:, 0], kind="stable"), kind="stable")
     return np.lexsort((projected[:, 0], rank[cluster]))
 
 
 def _leading_components(centred, k):
-    """(D, k): an orthonormal basis of the k leading principal axes of ``centred`` (rows centred),
-    by subspace iteration on its covariance, started from k of its rows (coordinate axes could
-    be pixels that are always zero)."""
-    covariance = centred.T @ centred
+    """(D, k): an orthonormal basis of the k leading principal axes of ``centred`` (n, D; rows
+    centred), by subspace iteration, started from k of its rows (coordinate axes could be pixels
+    that are always zero). The covariance is never formed: D x D would not fit for wide inputs."""
     basis = centred[np.linspace(0, len(centred) - 1, k).astype(np.int64)].T
     for _ in range(ITERATIONS):
-        basis = np.linalg.qr(covariance @ basis)[0]
+        basis = np.linalg.qr(centred.T @ (centred @ basis))[0]
     return basis
 
 
