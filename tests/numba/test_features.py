@@ -13,16 +13,16 @@ from tests.helpers import random_problem
 B = flags.BLOCK
 
 
-def decode(f):
+def decode(f, D):
     """X (N, D) as float64, rebuilt from its features (row r holds sample f.order[r])."""
     N = f.n_samples
-    rows = np.zeros((-(-N // B) * B, f.n_inputs))
+    rows = np.zeros((-(-N // B) * B, D))
     for blk in range(len(f.block_ptr) - 1):
         lo, hi = f.block_ptr[blk], f.block_ptr[blk + 1]
         rows[blk * B:(blk + 1) * B, f.pixels[lo:hi]] = f.dense[lo * B:hi * B].reshape(hi - lo, B).T
     rows[np.repeat(np.arange(N), np.diff(f.ptr)), f.idx] = f.val
     assert not rows[N:].any(), "a value past the last row"
-    X = np.empty((N, f.n_inputs))
+    X = np.empty((N, D))
     X[f.order] = rows[:N]
     return X
 
@@ -72,7 +72,7 @@ def test_features_hold_every_pixel_exactly_once(case, dtype, per_block):
     assert (f.val != 0).all(), "a zero stored sparsely"
     assert f.dense.shape == (len(f.pixels) * B,)
     assert f.dense.dtype == f.val.dtype == (np.uint8 if kind != "float" else dtype)
-    np.testing.assert_array_equal(decode(f), X.astype(dtype) if kind == "float" else X)
+    np.testing.assert_array_equal(decode(f, D), X.astype(dtype) if kind == "float" else X)
     assert_sorted_by_entry_count(f, per_block)
 
 
@@ -102,7 +102,7 @@ def test_similar_samples_share_a_block():
     f = prepare_features(X, np.dtype(np.float32))
     assert sorted(tuple(p) for p in dense_sets(f)) == [tuple(range(20))] * 2 + [tuple(range(20, 40))] * 2
     assert len(f.idx) == 0
-    np.testing.assert_array_equal(decode(f), X)
+    np.testing.assert_array_equal(decode(f, X.shape[1]), X)
 
 
 def test_a_subset_holds_its_rows():
@@ -112,7 +112,7 @@ def test_a_subset_holds_its_rows():
     rows = np.r_[rows, rows[:5]]  # a sample twice, as a batch may hold it
     sub = subset_features(f, rows)
     assert all((pixels == f.slot_pixels).all() for pixels in dense_sets(sub))
-    np.testing.assert_array_equal(decode(sub), X[rows])
+    np.testing.assert_array_equal(decode(sub, 57), X[rows])
     assert_sorted_by_entry_count(sub, per_block=False)
 
 

@@ -1,8 +1,8 @@
 """One pass over the data, chunk by chunk; then the chunks' gradient buffers summed in chunk
 order, and the update.
 
-A pass splits the features' N rows (the samples, in the features' order: .features) into blocks of B (block
-``blk``: rows blk * B ...) and the blocks into C fixed chunks (flags.n_chunks). :func:`chunk_pass`
+A pass splits the features' N rows (the samples, in the features' order: .features) into blocks
+of B (block ``blk``: rows blk * B ...) and the blocks into C fixed chunks (flags.n_chunks). :func:`chunk_pass`
 runs one chunk: per block, layer 1 forward (.first_layer), layers 2..L forward (.upper_layers),
 softmax and loss (.softmax), then, on a backward pass, layers L..2 backward and layer 1 backward.
 The backend runs the chunks on its worker threads (the kernels release the GIL). Each chunk

@@ -104,8 +104,8 @@ def _add_tile(lane_sums, i, v0, v1, v2, v3, v4):
 @njit(**NJIT_SIMD)
 def backward(lane_sums, nb, dense, base, slots, deltas, H):
     """lane_sums[(slots[j] * Ht + h) * lanes + l] += lane l of the block's sum of (its j-th dense
-    pixel in sample b) * deltas[h, b] (unscaled; Ht = tiled_units(H)). The deltas' columns from nb to the next whole
-    vector must be zero (first_layer.backward zeroes them)."""
+    pixel in sample b) * deltas[h, b] (unscaled; Ht = tiled_units(H)). The deltas' columns from nb
+    to the next whole vector must be zero (first_layer.backward zeroes them)."""
     lanes = lane_count(lane_sums)
     B = deltas.shape[1]
     Ht = tiled_units(H)
