@@ -47,6 +47,8 @@ class Block:
         self.deltas = np.zeros(b.deltas.shape[1:], self.dtype)
         self.deltas[:H, :nb] = np.random.default_rng(nb).standard_normal((H, nb))
         self.scale = float(self.features.scale)
+        # the sparse kernels' scratch, as the workspace lays it out, full of what a previous block left
+        self.scratch = np.random.default_rng(H).standard_normal(b.unit_sums.shape[1:]).astype(self.dtype)
 
     def w1t(self, flat_w1t):
         """A pixel-major (D * Hp,) W1 gradient as (H, D)."""
@@ -73,16 +75,15 @@ def test_dense_pixels_forward(block):
 
 def test_sparse_pixels_forward(block):
     b = block
-    z = np.zeros(b.Hp, b.dtype)
     f = b.features
-    sparse_pixels.forward(b.acts, z, b.blk * b.B, b.nb, f.ptr, f.idx, f.val, b.W1T, b.Hp, b.H)
+    sparse_pixels.forward(b.acts, b.scratch, b.blk * b.B, b.nb, f.ptr, f.idx, f.val, b.W1T, b.Hp, b.H)
     np.testing.assert_allclose(b.acts[:b.H, :b.nb], b.W1.astype(np.float64) @ b.sparse_X.T, **TOL[b.dtype.name])
+    assert not b.acts[b.H:].any() and not b.acts[:, b.nb:].any(), "padding units and absent samples got non-zero sums"
 
 
 def test_first_layer_forward_is_relu_of_scaled_sum_plus_bias(block):
     b = block
-    z = np.zeros(b.Hp, b.dtype)
-    first_layer.forward(b.acts, z, b.blk, b.nb, b.features, b.W1T, b.Hp, b.net.flat, b.ws.buffers.layers)
+    first_layer.forward(b.acts, b.scratch, b.blk, b.nb, b.features, b.W1T, b.Hp, b.net.flat, b.ws.buffers.layers)
     expected = np.maximum(b.scale * (b.W1.astype(np.float64) @ b.X.T) + b.b1[:, None], 0)
     np.testing.assert_allclose(b.acts[:b.H, :b.nb], expected, **TOL[b.dtype.name])
 
@@ -104,9 +105,10 @@ def test_dense_pixels_backward_then_fold(block):
 
 def test_sparse_pixels_backward(block):
     b = block
-    w1t_grad, e = np.zeros(D * b.Hp, b.dtype), np.zeros(b.Hp, b.dtype)
+    w1t_grad = np.zeros(D * b.Hp, b.dtype)
     f = b.features
-    sparse_pixels.backward(w1t_grad, e, b.blk * b.B, b.nb, b.deltas, f.ptr, f.idx, f.val, b.Hp, b.H, f.scale)
+    b.deltas[b.H:] = 1  # the next layers' deltas, which must not leak into layer 1's gradient
+    sparse_pixels.backward(w1t_grad, b.scratch, b.blk * b.B, b.nb, b.deltas, f.ptr, f.idx, f.val, b.Hp, b.H, f.scale)
     expected = b.scale * b.deltas[:b.H, :b.nb].astype(np.float64) @ b.sparse_X
     np.testing.assert_allclose(b.w1t(w1t_grad), expected, **TOL[b.dtype.name])
 
@@ -116,8 +118,8 @@ def test_first_layer_backward_gives_w1_and_b1_gradients(block):
     f = b.features
     buffers = b.ws.for_pass(len(f.slot_pixels))
     flat_grad, w1t_grad = np.zeros_like(b.net.flat), np.zeros(D * b.Hp, b.dtype)
-    lane_sums, e = np.zeros_like(buffers.lane_sums[0]), np.zeros(b.Hp, b.dtype)
-    first_layer.backward(flat_grad, w1t_grad, lane_sums, e, b.blk, b.nb, b.deltas, f, b.Hp, buffers.layers)
+    lane_sums = np.zeros_like(buffers.lane_sums[0])
+    first_layer.backward(flat_grad, w1t_grad, lane_sums, b.scratch, b.blk, b.nb, b.deltas, f, b.Hp, buffers.layers)
     dense_pixels.fold_lane_sums(w1t_grad, b.Hp, lane_sums, f.slot_pixels, b.H, f.scale)
     deltas = b.deltas[:b.H, :b.nb].astype(np.float64)
     np.testing.assert_allclose(b.w1t(w1t_grad), b.scale * deltas @ b.X, **TOL[b.dtype.name], err_msg="dW1")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastnet.backends.numba.vector import (dtype_lane_count, lane_count, vadd, vbroadcast, vfma, vload, vload4,
-                                           vload_as, vsplat, vstore, vzero)
+from fastnet.backends.numba.vector import (dtype_lane_count, lane_count, vadd, vadd_transposed, vbroadcast, vfma, vload,
+                                           vload4, vload_as, vsplat, vstore, vstore_transposed, vzero)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -33,3 +33,23 @@ def test_vectors_compute_what_numpy_computes(dtype):
     np.testing.assert_array_equal(out[2 * L:3 * L], np.full(L, 255, dtype))
     np.testing.assert_array_equal(out[3 * L:3 * L + 4], a[:4])
     np.testing.assert_array_equal(out[4 * L:], many[3:3 + L].astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiles_move_transposed_and_touch_nothing_else(dtype):
+    @njit
+    def kernel(added, stored, src, r, c, s, t, scale):
+        vadd_transposed(added, r, c, src, s, t)
+        vstore_transposed(stored, r, c, src, s, t, scale)
+
+    rng = np.random.default_rng(1)
+    L = dtype_lane_count(np.dtype(dtype))
+    src = rng.standard_normal((L + 3, L + 5)).astype(dtype)
+    added, stored = rng.standard_normal((2, L + 2, 2 * L)).astype(dtype)
+    r, c, s, t = 1, L - 1, 2, 3  # tiles away from every edge and from the vectors' alignment
+    want_added, want_stored = added.copy(), stored.copy()
+    want_added[r:r + L, c:c + L] += src[s:s + L, t:t + L].T
+    want_stored[r:r + L, c:c + L] = src[s:s + L, t:t + L].T * dtype(0.5)
+    kernel(added, stored, src, r, c, s, t, dtype(0.5))
+    np.testing.assert_array_equal(added, want_added)
+    np.testing.assert_array_equal(stored, want_stored)

@@ -193,6 +193,72 @@ def vadd(typingctx, a, b):
     return a(a, b), codegen
 
 
+def _transpose(builder, rows):
+    """The transpose of a square tile held as a list of LLVM vectors (row i = rows[i]): one stage
+    per bit d of the lane index, swapping that bit between row and column index within each pair
+    of rows i, i + d (i without bit d)."""
+    n = len(rows)
+    rows = list(rows)
+    d = 1
+    while d < n:
+        mask = lambda values: ir.Constant(ir.VectorType(ir.IntType(32), n), values)  # noqa: E731
+        low = mask([n + p - d if p & d else p for p in range(n)])  # lanes of (rows[i], rows[i + d]) joined
+        high = mask([n + p if p & d else p + d for p in range(n)])
+        for i in range(n):
+            if not i & d:
+                rows[i], rows[i + d] = (builder.shuffle_vector(rows[i], rows[i + d], low),
+                                        builder.shuffle_vector(rows[i], rows[i + d], high))
+        d *= 2
+    return rows
+
+
+def _tile_pointers(context, builder, arrtype, arr, r, c, n):
+    """Pointers to arr[r + i, c : c + n] as n-lane vectors, for i below n (a 2-d array)."""
+    array = context.make_array(arrtype)(context, builder, arr)
+    vtype = ir.VectorType(context.get_value_type(arrtype.dtype), n).as_pointer()
+    return [builder.bitcast(cgutils.get_item_pointer(context, builder, arrtype, array, [builder.add(r, r.type(i)), c],
+                                                     wraparound=False, boundscheck=False), vtype) for i in range(n)]
+
+
+@intrinsic
+def vadd_transposed(typingctx, dst, r, c, src, s, t):
+    """dst[r + i, c + j] += src[s + j, t + i] for i, j below lanes: a square tile of src,
+    transposed, added to one of dst (2-d float arrays of one dtype, rows contiguous). All indices
+    in bounds. Loads, shuffles and stores of whole vectors: moved one value at a time, a tile of
+    lanes x lanes values took as many scalar loads and stores."""
+    if dst.dtype != src.dtype or dst.ndim != 2 or src.ndim != 2:
+        return None
+    n = Vec(dst.dtype).lanes
+
+    def codegen(context, builder, sig, args):
+        align = dst.dtype.bitwidth // 8
+        tile = _transpose(builder, [builder.load(p, align=align)
+                                    for p in _tile_pointers(context, builder, sig.args[3], args[3], args[4], args[5], n)])
+        for p, v in zip(_tile_pointers(context, builder, sig.args[0], args[0], args[1], args[2], n), tile):
+            builder.store(builder.fadd(builder.load(p, align=align), v), p, align=align)
+        return context.get_dummy_value()
+    return types.none(dst, r, c, src, s, t), codegen
+
+
+@intrinsic
+def vstore_transposed(typingctx, dst, r, c, src, s, t, scale):
+    """dst[r + i, c + j] = src[s + j, t + i] * scale for i, j below lanes: as vadd_transposed,
+    scaled and stored."""
+    if dst.dtype != src.dtype or dst.ndim != 2 or src.ndim != 2:
+        return None
+    n = Vec(dst.dtype).lanes
+
+    def codegen(context, builder, sig, args):
+        align = dst.dtype.bitwidth // 8
+        tile = _transpose(builder, [builder.load(p, align=align)
+                                    for p in _tile_pointers(context, builder, sig.args[3], args[3], args[4], args[5], n)])
+        factor = _broadcast(builder, tile[0].type, context.cast(builder, args[6], sig.args[6], dst.dtype))
+        for p, v in zip(_tile_pointers(context, builder, sig.args[0], args[0], args[1], args[2], n), tile):
+            builder.store(builder.fmul(v, factor), p, align=align)
+        return context.get_dummy_value()
+    return types.none(dst, r, c, src, s, t, scale), codegen
+
+
 @intrinsic
 def prefetch(typingctx, arr, i):
     """Start loading the cache line of arr[i] (any array, any index: a hint, never a fault).

@@ -16,6 +16,7 @@ import numpy as np
 from fastnet.backends.numba import flags
 from fastnet.backends.numba.dense_pixels import UNIT_TILE, lane_sums_size, tiled_units
 from fastnet.backends.numba.epoch import EpochBuffers
+from fastnet.backends.numba.sparse_pixels import SAMPLE_TILE
 from fastnet.backends.numba.layers import ACT_AT, N_OUT, layer_table, n_activations
 from fastnet.backends.numba.vector import dtype_lane_count
 from fastnet.network import n_params
@@ -34,7 +35,7 @@ class Buffers(NamedTuple):
     stats: np.ndarray  # (C, 2) float64: chunk c's loss sum and number of correct predictions
     acts: np.ndarray  # (C, R + UNIT_TILE, B) chunk c's activations of its current block, feature-major
     deltas: np.ndarray  # (C, R + UNIT_TILE, B) their deltas, d(loss)/d(pre-activation)
-    unit_sums: np.ndarray  # (C, Hp) a sample's layer-1 sums (forward) or scaled deltas (backward)
+    unit_sums: np.ndarray  # (C, SAMPLE_TILE, Hp) samples' layer-1 sums (forward) or scaled deltas (backward)
     softmax_scratch: np.ndarray  # (C, 3, B) the softmax's running max, total and exp values
     best_class: np.ndarray  # (C, B) int64: the softmax's argmax
     labels: np.ndarray  # (C, B) int64: the labels of chunk c's current block
@@ -67,7 +68,8 @@ class Workspace:
         C, B, D, H = flags.N_CHUNKS, flags.BLOCK, sizes[0], sizes[1]
         self.lanes = lanes = dtype_lane_count(dtype)
         Hp = padded_units(H, dtype)
-        rows = n_activations(sizes) + UNIT_TILE
+        # every layer's units, UNIT_TILE rows of slack, and at least layer 1's units up to a whole vector
+        rows = max(n_activations(sizes) + UNIT_TILE, -(-H // lanes) * lanes)
         # dense_pixels.forward and upper_layers._products write 2 vectors of samples at a time: a
         # block is whole pairs of vectors
         assert B % (2 * lanes) == 0, "flags.BLOCK must be a whole number of pairs of vectors"
@@ -86,7 +88,7 @@ class Workspace:
             acts=_zeros_aligned((C, rows, B), dtype),
             deltas=_zeros_aligned((C, rows, B), dtype),
             # entries from H on stay zero (sparse_pixels.backward reads whole vectors of deltas)
-            unit_sums=_zeros_aligned((C, Hp), dtype),
+            unit_sums=_zeros_aligned((C, SAMPLE_TILE, Hp), dtype),
             softmax_scratch=_zeros_aligned((C, 3, B), dtype),
             best_class=_zeros_aligned((C, B), np.dtype(np.int64)),
             labels=_zeros_aligned((C, B), np.dtype(np.int64)),
@@ -97,6 +99,9 @@ class Workspace:
         # each layer's units, in acts and deltas (hence the slack rows in both)
         Ht = tiled_units(H)
         assert self.buffers.W1T.size >= (D - 1) * Hp + Ht and self.buffers.acts.shape[1] >= Ht
+        # sparse_pixels.forward/backward move SAMPLE_TILE samples' sums and deltas in square tiles of
+        # vectors: whole vectors of samples, and layer 1's units up to a whole vector, in acts and deltas
+        assert SAMPLE_TILE % lanes == 0 and self.buffers.acts.shape[1] >= -(-H // lanes) * lanes
         table = self.buffers.layers
         assert all(table[l, ACT_AT] + tiled_units(table[l, N_OUT]) <= rows for l in range(len(table)))
         self.mean_grad = np.zeros(n_params(sizes), dtype)
