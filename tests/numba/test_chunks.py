@@ -37,7 +37,8 @@ def test_chunk_counts():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("min_samples", [0, 10**9], ids=["per-block", "one-set"])
-def test_bit_identical_for_one_and_two_threads(monkeypatch, seed_split, dtype, min_samples):
+@pytest.mark.parametrize("hidden", [10, 48])  # 48: the sparse pixels' values moved in tiles (sparse_pixels.SAMPLE_TILE)
+def test_bit_identical_for_one_and_two_threads(monkeypatch, seed_split, dtype, min_samples, hidden):
     monkeypatch.setattr(flags, "PER_BLOCK_MIN_SAMPLES", min_samples)  # either layout of the features
     X, y = seed_split.X_train[:7919], seed_split.y_train[:7919]
     data = fastnet.Dataset(X, y)
@@ -46,7 +47,7 @@ def test_bit_identical_for_one_and_two_threads(monkeypatch, seed_split, dtype, m
     try:
         for threads in (1, 2, 1):
             FAST.set_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            net = fastnet.Network.init(seed=0, dtype=dtype)
+            net = fastnet.Network.init((784, hidden, 10), seed=0, dtype=dtype)
             losses = [FAST.step(net, data, lr=0.1).loss for _ in range(20)]
             results.append((net.flat, losses))
     finally:

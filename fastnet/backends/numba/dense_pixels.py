@@ -9,22 +9,21 @@ Forward: one vector of samples' values of a pixel times a broadcast weight, into
 UNIT_TILE units x 2 vectors of samples. Backward: tiles of 2 pixels x UNIT_TILE units, each summed
 over the block's samples lane by lane into ``lane_sums`` (per thread) at the pixel's slot (one per
 pixel dense in any block), whose lanes are added up once per chunk by :func:`fold_lane_sums`; the
-units are taken a group at a time (DELTAS_IN_L1).
+units are taken a group at a time (flags.L1_ROWS_BYTES).
 """
 
 from __future__ import annotations
 
 from numba import njit
 
-from fastnet.backends.numba.flags import INLINE, NJIT, NJIT_SIMD
+from fastnet.backends.numba.flags import INLINE, L1_ROWS_BYTES, NJIT, NJIT_SIMD
 from fastnet.backends.numba.vector import at, lane_count, vadd, vbroadcast, vfma, vload, vload_as, vstore, vzero
 
 UNIT_TILE = 5  # units per register tile: 2 x 5 vector accumulators (+ 2 inputs) fit in 16 ymm registers
 # The backward pass reads all of a block's dense pixels once per group of units whose deltas take at
-# most this many bytes (half of Zen 3's 32 KiB L1 data cache): 30 units at float32, 15 at float64,
-# so at hidden 10 all units at once, as before. Measured on a whole pass over MNIST at 784-128-10
-# float32, against all 128 units' deltas (64 KiB) at once: 0.95-0.96x the time (in one process, alternated).
-DELTAS_IN_L1 = 16384
+# most flags.L1_ROWS_BYTES: 30 units at float32, 15 at float64, so at hidden 10 all units at once, as
+# before. Measured on a whole pass over MNIST at 784-128-10 float32, against all 128 units' deltas
+# (64 KiB) at once: 0.95-0.96x the time (in one process, alternated).
 
 
 @njit(**NJIT, **INLINE)
@@ -37,8 +36,8 @@ def tiled_units(H):
 @njit(**NJIT, **INLINE)
 def units_per_group(B, itemsize):
     """How many units' deltas (whole UNIT_TILEs, at least one) :func:`backward` takes at a time: as
-    many as fit DELTAS_IN_L1 bytes for B samples."""
-    return max(DELTAS_IN_L1 // (B * itemsize) // UNIT_TILE, 1) * UNIT_TILE
+    many as fit flags.L1_ROWS_BYTES for B samples."""
+    return max(L1_ROWS_BYTES // (B * itemsize) // UNIT_TILE, 1) * UNIT_TILE
 
 
 @njit(**NJIT, **INLINE)

@@ -37,6 +37,10 @@ INLINE = dict(inline="always")
 # than 128). A whole number of pairs of vectors (16 float32 samples): asserted in .workspace.
 BLOCK = 128
 
+# The bytes of a block's rows (a row: one unit's values for the block's B samples) that a kernel
+# keeps its working set within: half of Zen 3's 32 KiB L1 data cache (.dense_pixels, .sparse_pixels).
+L1_ROWS_BYTES = 16384
+
 # Blocks are split into fixed chunks, each with its own gradient buffers, summed in a fixed order.
 # The split depends only on N, never on the thread count, so results are bit-identical for any
 # number of threads. At most N_CHUNKS (keeps up to 16 cores busy), and at least MIN_CHUNK_SAMPLES
