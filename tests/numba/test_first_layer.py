@@ -43,6 +43,8 @@ class Block:
         b = self.ws.buffers
         self.W1T, self.Hp = b.W1T, b.Hp
         first_layer.gather_weights(self.W1T, self.Hp, self.net.flat, b.layers)
+        self.W1U = b.W1U
+        first_layer.gather_unit_tiles(self.W1U, self.net.flat, b.layers)
         self.acts = np.zeros(b.acts.shape[1:], self.dtype)
         self.deltas = np.zeros(b.deltas.shape[1:], self.dtype)
         self.deltas[:H, :nb] = np.random.default_rng(nb).standard_normal((H, nb))
@@ -63,12 +65,19 @@ def block(request):
 def test_gather_weights_is_w1_transposed_and_padded_with_zeros(block):
     W1T = block.W1T[:D * block.Hp].reshape(D, block.Hp)
     np.testing.assert_array_equal(W1T[:, :block.H], block.W1.T)
-    assert not W1T[:, block.H:].any() and not block.W1T[D * block.Hp:].any()
+    assert not W1T[:, block.H:].any()
+
+
+def test_gather_unit_tiles_is_w1_by_tile_of_units_padded_with_zeros(block):
+    tiles = block.W1U.reshape(-1, D, dense_pixels.UNIT_TILE)  # (tile, pixel, unit in the tile)
+    units = tiles.transpose(0, 2, 1).reshape(-1, D)  # (unit, pixel)
+    np.testing.assert_array_equal(units[:block.H], block.W1)
+    assert not units[block.H:].any() and len(units) == dense_pixels.tiled_units(block.H)
 
 
 def test_dense_pixels_forward(block):
     b = block
-    dense_pixels.forward(b.acts, b.nb, b.dense, b.base, b.dp, b.W1T, b.Hp, b.H)
+    dense_pixels.forward(b.acts, b.nb, b.dense, b.base, b.dp, b.W1U, D, b.H)
     expected = b.W1[:, b.dp].astype(np.float64) @ b.X[:, b.dp].T  # unscaled
     np.testing.assert_allclose(b.acts[:b.H, :b.nb], expected, **TOL[b.dtype.name])
 
@@ -83,7 +92,8 @@ def test_sparse_pixels_forward(block):
 
 def test_first_layer_forward_is_relu_of_scaled_sum_plus_bias(block):
     b = block
-    first_layer.forward(b.acts, b.scratch, b.blk, b.nb, b.features, b.W1T, b.Hp, b.net.flat, b.ws.buffers.layers)
+    first_layer.forward(b.acts, b.scratch, b.blk, b.nb, b.features, b.W1T, b.Hp, b.W1U, b.net.flat,
+                        b.ws.buffers.layers)
     expected = np.maximum(b.scale * (b.W1.astype(np.float64) @ b.X.T) + b.b1[:, None], 0)
     np.testing.assert_allclose(b.acts[:b.H, :b.nb], expected, **TOL[b.dtype.name])
 

@@ -34,8 +34,8 @@ def chunk_pass(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backwa
     ``backward``, chunk c's gradient sums (not yet divided by N) in w1t_grads[c] (W1, pixel-major)
     and flat_grads[c] (the rest); lane_sums is the calling worker's own (see .dense_pixels). probs
     (N, K) is filled when it has N rows. ``features`` (.features.Features, its dense values
-    flattened) and the labels y (N,), -1 for none, are read; ``buffers.W1T`` must hold layer 1's
-    weights (first_layer.gather_weights). Blocks are of the features' rows, which hold the samples
+    flattened) and the labels y (N,), -1 for none, are read; ``buffers.W1T`` and ``W1U`` must hold
+    layer 1's weights (first_layer.gather_weights, gather_unit_tiles). Blocks are of the features' rows, which hold the samples
     in features.order: labels are read, and probabilities written, through it.
     """
     layers, Hp, W1T = buffers.layers, buffers.Hp, buffers.W1T
@@ -61,7 +61,7 @@ def chunk_pass(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backwa
         nb = min(block, N - n0)
         for b in range(nb):
             labels[b] = y[features.order[n0 + b]]
-        first_layer.forward(acts, unit_sums, blk, nb, features, W1T, Hp, flat, layers)
+        first_layer.forward(acts, unit_sums, blk, nb, features, W1T, Hp, buffers.W1U, flat, layers)
         upper_layers.forward(acts, nb, flat, layers)
         block_loss, block_correct = softmax_xent(acts, nb, layers, labels, best, top, total, e)
         loss += block_loss
@@ -89,7 +89,7 @@ def kernel_calls(c, n_chunks, buffers, lane_sums, probs, features, flat, y, back
     labels = buffers.labels[c]
     return KernelCalls(
         top=(chunk_pass, (c, n_chunks, buffers, lane_sums, probs, features, flat, y, backward)),
-        calls=[(first_layer.forward, (acts, unit_sums, 0, nb, features, buffers.W1T, Hp, flat, layers)),
+        calls=[(first_layer.forward, (acts, unit_sums, 0, nb, features, buffers.W1T, Hp, buffers.W1U, flat, layers)),
                (softmax_xent, (acts, nb, layers, labels, buffers.best_class[c], *scratch)),
                (upper_layers.forward, (acts, nb, flat, layers)),
                (upper_layers.backward, (flat_grad, deltas, acts, nb, labels, flat, layers)),

@@ -6,10 +6,18 @@ sample b (``base`` = where the block's values start), B samples per block. No pa
 computed: units are taken UNIT_TILE at a time, up to tiled_units(H).
 
 Forward: one vector of samples' values of a pixel times a broadcast weight, into register tiles of
-UNIT_TILE units x 2 vectors of samples. Backward: tiles of 2 pixels x UNIT_TILE units, each summed
-over the block's samples lane by lane into ``lane_sums`` (per thread) at the pixel's slot (one per
-pixel dense in any block), whose lanes are added up once per chunk by :func:`fold_lane_sums`; the
-units are taken a group at a time (flags.L1_ROWS_BYTES).
+UNIT_TILE units x 2 vectors of samples, a tile of units at a time for all the block's samples. The
+weights are read by tile of units, ``W1U[(t * D + d) * UNIT_TILE + u] = W1[t * UNIT_TILE + u, d]``
+(first_layer.gather_unit_tiles): a tile's weights of all D pixels take D * UNIT_TILE values (16
+KiB at float32), which stay in L1 while the block's samples are taken. Against the weights read
+from the pixel-major W1T (D * Hp values, 400 KiB at hidden 128) with the samples taken outermost,
+as before: 0.82-0.83x the time at hidden 128 float32, 0.93-0.94x at hidden 10, 0.89x and 0.95x in
+float64 (this forward over MNIST's blocks, one thread, in one process, alternated; the same sums).
+
+Backward: tiles of 2 pixels x UNIT_TILE units, each summed over the block's samples lane by lane
+into ``lane_sums`` (per thread) at the pixel's slot (one per pixel dense in any block), whose lanes
+are added up once per chunk by :func:`fold_lane_sums`; the units are taken a group at a time
+(flags.L1_ROWS_BYTES).
 """
 
 from __future__ import annotations
@@ -47,27 +55,29 @@ def lane_sums_size(n_slots, H, lanes):
 
 
 @njit(**NJIT_SIMD)
-def forward(acts, nb, dense, base, pixels, W1T, Hp, H):
+def forward(acts, nb, dense, base, pixels, W1U, D, H):
     """acts[h, b] = sum over the block's dense pixels j of x_b[pixels[j]] * W1[h, pixels[j]]
-    (unscaled), for the units below tiled_units(H) and the samples below nb rounded up to 2 vectors."""
-    lanes = lane_count(W1T)
+    (unscaled), for the units below tiled_units(H) and the samples below nb rounded up to 2 vectors;
+    W1U holds the weights of D pixels by tile of units (see above)."""
+    lanes = lane_count(W1U)
     B = acts.shape[1]
-    for g in range(0, nb, 2 * lanes):
-        for h0 in range(0, H, UNIT_TILE):
-            a0 = a1 = a2 = a3 = a4 = c0 = c1 = c2 = c3 = c4 = vzero(W1T)  # a: samples g.., c: g + lanes..
+    for h0 in range(0, H, UNIT_TILE):
+        tile = h0 * D  # where the tile's weights start: (h0 // UNIT_TILE) * D * UNIT_TILE
+        for g in range(0, nb, 2 * lanes):
+            a0 = a1 = a2 = a3 = a4 = c0 = c1 = c2 = c3 = c4 = vzero(W1U)  # a: samples g.., c: g + lanes..
             for j in range(pixels.shape[0]):
-                x = vload_as(W1T, dense, base + j * B + g)
-                u = vload_as(W1T, dense, base + j * B + g + lanes)
-                w = at(pixels, j) * Hp + h0
-                v = vbroadcast(W1T, at(W1T, w))
+                x = vload_as(W1U, dense, base + j * B + g)
+                u = vload_as(W1U, dense, base + j * B + g + lanes)
+                w = tile + at(pixels, j) * UNIT_TILE
+                v = vbroadcast(W1U, at(W1U, w))
                 a0, c0 = vfma(x, v, a0), vfma(u, v, c0)
-                v = vbroadcast(W1T, at(W1T, w + 1))
+                v = vbroadcast(W1U, at(W1U, w + 1))
                 a1, c1 = vfma(x, v, a1), vfma(u, v, c1)
-                v = vbroadcast(W1T, at(W1T, w + 2))
+                v = vbroadcast(W1U, at(W1U, w + 2))
                 a2, c2 = vfma(x, v, a2), vfma(u, v, c2)
-                v = vbroadcast(W1T, at(W1T, w + 3))
+                v = vbroadcast(W1U, at(W1U, w + 3))
                 a3, c3 = vfma(x, v, a3), vfma(u, v, c3)
-                v = vbroadcast(W1T, at(W1T, w + 4))
+                v = vbroadcast(W1U, at(W1U, w + 4))
                 a4, c4 = vfma(x, v, a4), vfma(u, v, c4)
             store_tile(acts, h0, g, a0, c0, a1, c1, a2, c2, a3, c3, a4, c4)
 

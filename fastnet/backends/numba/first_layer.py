@@ -16,7 +16,7 @@ from __future__ import annotations
 from numba import njit
 
 from fastnet.backends.numba import dense_pixels, sparse_pixels
-from fastnet.backends.numba.dense_pixels import tiled_units
+from fastnet.backends.numba.dense_pixels import UNIT_TILE, tiled_units
 from fastnet.backends.numba.flags import INLINE, NJIT
 from fastnet.backends.numba.layers import B_AT, N_IN, N_OUT, W_AT
 from fastnet.backends.numba.vector import lane_count
@@ -29,6 +29,17 @@ def gather_weights(W1T, Hp, flat, layers):
     for d in range(D):
         for h in range(H):
             W1T[d * Hp + h] = flat[w0 + h * D + d]
+
+
+@njit(**NJIT)
+def gather_unit_tiles(W1U, flat, layers):
+    """W1U[(t * D + d) * UNIT_TILE + u] = W1[t * UNIT_TILE + u, d]: layer 1's weights by tile of
+    units, as .dense_pixels reads them (padding units stay 0)."""
+    D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
+    for h in range(H):
+        at_unit = (h - h % UNIT_TILE) * D + h % UNIT_TILE
+        for d in range(D):
+            W1U[at_unit + d * UNIT_TILE] = flat[w0 + h * D + d]
 
 
 @njit(**NJIT, **INLINE)
@@ -44,13 +55,14 @@ def _activate(acts, nb, flat, layers, scale):
 
 
 @njit(**NJIT)
-def forward(acts, unit_sums, blk, nb, features, W1T, Hp, flat, layers):
-    """acts[:H, :nb] = layer 1's activations of block ``blk`` (rows blk * B ...); unit_sums
-    (Hp,) is scratch."""
+def forward(acts, unit_sums, blk, nb, features, W1T, Hp, W1U, flat, layers):
+    """acts[:H, :nb] = layer 1's activations of block ``blk`` (rows blk * B ...), from the weights
+    gathered pixel-major (W1T, for the sparse pixels) and by tile of units (W1U, for the dense ones);
+    unit_sums (SAMPLE_TILE, Hp) is scratch."""
     H = layers[0, N_OUT]
     B = acts.shape[1]
     lo, hi = features.block_ptr[blk], features.block_ptr[blk + 1]
-    dense_pixels.forward(acts, nb, features.dense, lo * B, features.pixels[lo:hi], W1T, Hp, H)
+    dense_pixels.forward(acts, nb, features.dense, lo * B, features.pixels[lo:hi], W1U, layers[0, N_IN], H)
     sparse_pixels.forward(acts, unit_sums, blk * B, nb, features.ptr, features.idx, features.val, W1T, Hp, H)
     _activate(acts, nb, flat, layers, features.scale)
 

@@ -28,7 +28,8 @@ class Buffers(NamedTuple):
 
     layers: np.ndarray  # (layers, COLUMNS) int64: the layer table (.layers)
     Hp: int  # layer 1's units padded to whole vectors
-    W1T: np.ndarray  # (D * Hp + UNIT_TILE,) layer 1's weights pixel-major: W1T[d * Hp + h] = W1[h, d]
+    W1T: np.ndarray  # (D * Hp,) layer 1's weights pixel-major: W1T[d * Hp + h] = W1[h, d]
+    W1U: np.ndarray  # (tiled_units(H) * D,) and by tile of units: W1U[(t * D + d) * UNIT_TILE + u] = W1[t * UNIT_TILE + u, d]
     flat_grads: np.ndarray  # (C, P) chunk c's gradient sums of b1 and layers 2..L, laid out like net.flat
     w1t_grads: np.ndarray  # (C, D * Hp) chunk c's gradient sums of W1, pixel-major like W1T
     lane_sums: np.ndarray  # (T, >= lane_sums_size) per thread: the dense pixels' W1 gradient, lane by lane
@@ -80,7 +81,8 @@ class Workspace:
             Hp=Hp,
             # zeroed, and gather_weights writes units below H only: padding units stay zero, so the
             # sparse-pixel sums of padding units (computed, then discarded) stay finite
-            W1T=_zeros_aligned((D * Hp + UNIT_TILE,), dtype),
+            W1T=_zeros_aligned((D * Hp,), dtype),
+            W1U=_zeros_aligned((tiled_units(H) * D,), dtype),  # zeroed, as W1T: padding units stay 0
             flat_grads=_zeros_aligned((C, n_params(sizes)), dtype),
             w1t_grads=_zeros_aligned((C, D * Hp), dtype),
             lane_sums=_zeros_aligned((numba.config.NUMBA_NUM_THREADS, 0), dtype),
@@ -93,12 +95,11 @@ class Workspace:
             best_class=_zeros_aligned((C, B), np.dtype(np.int64)),
             labels=_zeros_aligned((C, B), np.dtype(np.int64)),
         )
-        # dense_pixels.forward/backward compute whole tiles of units, up to tiled_units(H): for the
-        # last pixel they read W1T, and for every block they write acts and read deltas, up to
-        # UNIT_TILE - 1 units past H; upper_layers._products writes up to UNIT_TILE - 1 rows past
-        # each layer's units, in acts and deltas (hence the slack rows in both)
-        Ht = tiled_units(H)
-        assert self.buffers.W1T.size >= (D - 1) * Hp + Ht and self.buffers.acts.shape[1] >= Ht
+        # dense_pixels.forward/backward compute whole tiles of units, up to tiled_units(H): for every
+        # block they write acts and read deltas, up to UNIT_TILE - 1 units past H (W1U holds them, as
+        # zeros); upper_layers._products writes up to UNIT_TILE - 1 rows past each layer's units, in
+        # acts and deltas (hence the slack rows in both)
+        assert self.buffers.acts.shape[1] >= tiled_units(H)
         # sparse_pixels.forward/backward move SAMPLE_TILE samples' sums and deltas in square tiles of
         # vectors: whole vectors of samples, and layer 1's units up to a whole vector, in acts and deltas
         assert SAMPLE_TILE % lanes == 0 and self.buffers.acts.shape[1] >= -(-H // lanes) * lanes
