@@ -42,9 +42,8 @@ class Block:
         self.blk, self.nb, self.H = blk, nb, H
         b = self.ws.buffers
         self.W1T, self.Hp = b.W1T, b.Hp
-        first_layer.gather_weights(self.W1T, self.Hp, self.net.flat, b.layers)
         self.W1U = b.W1U
-        first_layer.gather_unit_tiles(self.W1U, self.net.flat, b.layers)
+        first_layer.gather_weights(self.W1T, self.Hp, self.W1U, self.net.flat, b.layers)
         self.acts = np.zeros(b.acts.shape[1:], self.dtype)
         self.deltas = np.zeros(b.deltas.shape[1:], self.dtype)
         self.deltas[:H, :nb] = np.random.default_rng(nb).standard_normal((H, nb))
@@ -68,7 +67,7 @@ def test_gather_weights_is_w1_transposed_and_padded_with_zeros(block):
     assert not W1T[:, block.H:].any()
 
 
-def test_gather_unit_tiles_is_w1_by_tile_of_units_padded_with_zeros(block):
+def test_gather_weights_by_tile_of_units_too_padded_with_zeros(block):
     tiles = block.W1U.reshape(-1, D, dense_pixels.UNIT_TILE)  # (tile, pixel, unit in the tile)
     units = tiles.transpose(0, 2, 1).reshape(-1, D)  # (unit, pixel)
     np.testing.assert_array_equal(units[:block.H], block.W1)

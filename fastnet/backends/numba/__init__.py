@@ -11,8 +11,8 @@ One training step, module by module (``backend.step(net, X, y, lr=0.1)``):
    non-zero pixels stored as they are, the rest as compressed rows; labels are read through that
    order), the buffers once per network shape
    by :mod:`.workspace` (where ``Hp`` and every layout invariant the kernels rely on are set and
-   asserted). Layer 1's weights are copied pixel-major (``first_layer.gather_weights``) and by
-   tile of units (``gather_unit_tiles``).
+   asserted). Layer 1's weights are copied pixel-major and by tile of units
+   (``first_layer.gather_weights``).
 2. :mod:`.chunks` -- ``chunk_pass``: the blocks are split into C fixed chunks (:mod:`.flags`),
    dealt to the backend's worker threads (the kernels release the GIL). Per block of B samples:
 

@@ -110,8 +110,7 @@ class NumbaBackend(Backend):
             return c, C, buffers, buffers.lane_sums[worker], probs, features, net.flat, y, backward
 
         self._compile_first("pass", net, features.val, lambda: self._pass_calls(net, ws, buffers, backward, args(0, 0)))
-        first_layer.gather_weights(buffers.W1T, buffers.Hp, net.flat, buffers.layers)
-        first_layer.gather_unit_tiles(buffers.W1U, net.flat, buffers.layers)
+        first_layer.gather_weights(buffers.W1T, buffers.Hp, buffers.W1U, net.flat, buffers.layers)
         self._run_chunks(C, lambda c, worker: chunks.chunk_pass(*args(c, worker)))
         stats = buffers.stats[:C]
         return StepResult(float(stats[:, 0].sum() / n), float(stats[:, 1].sum() / n))
@@ -122,8 +121,7 @@ class NumbaBackend(Backend):
         b), with the pass's other kernels in the middle (the reduction and the update only for a
         pass that computes gradients)."""
         calls = chunks.kernel_calls(*chunk_args)
-        others = [(first_layer.gather_weights, (b.W1T, b.Hp, net.flat, b.layers)),
-                  (first_layer.gather_unit_tiles, (b.W1U, net.flat, b.layers))]
+        others = [(first_layer.gather_weights, (b.W1T, b.Hp, b.W1U, net.flat, b.layers))]
         if backward:
             others += [(chunks.reduce_gradients, (ws.mean_grad, b.flat_grads, b.w1t_grads, net.dtype.type(1),
                                                   b.layers)),
@@ -224,7 +222,7 @@ class NumbaBackend(Backend):
             results[part] = epoch.run_epoch(*args(part))
 
         self._compile_first("epoch", net, features.val, lambda: self._epoch_calls(net, b, args(0)))
-        first_layer.gather_weights(b.W1T, b.Hp, net.flat, b.layers)
+        first_layer.gather_weights(b.W1T, b.Hp, b.W1U, net.flat, b.layers)
         _run_together(parts, run)
         ran, stopped = results[0]
         return EpochResult(losses[:ran], accuracies[:ran], _STOPPED[stopped])
@@ -234,7 +232,8 @@ class NumbaBackend(Backend):
         """compiling.KernelCalls of an epoch: run_epoch's (called with epoch_args, with the
         workspace's buffers b), with gather_weights first."""
         calls = epoch.kernel_calls(*epoch_args)
-        return calls._replace(calls=[(first_layer.gather_weights, (b.W1T, b.Hp, net.flat, b.layers))] + calls.calls)
+        return calls._replace(calls=[(first_layer.gather_weights, (b.W1T, b.Hp, b.W1U, net.flat, b.layers))]
+                              + calls.calls)
 
 
 def deal_chunks(n_chunks, workers):

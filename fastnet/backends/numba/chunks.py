@@ -35,7 +35,7 @@ def chunk_pass(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backwa
     and flat_grads[c] (the rest); lane_sums is the calling worker's own (see .dense_pixels). probs
     (N, K) is filled when it has N rows. ``features`` (.features.Features, its dense values
     flattened) and the labels y (N,), -1 for none, are read; ``buffers.W1T`` and ``W1U`` must hold
-    layer 1's weights (first_layer.gather_weights, gather_unit_tiles). Blocks are of the features' rows, which hold the samples
+    layer 1's weights (first_layer.gather_weights). Blocks are of the features' rows, which hold the samples
     in features.order: labels are read, and probabilities written, through it.
     """
     layers, Hp, W1T = buffers.layers, buffers.Hp, buffers.W1T

@@ -8,7 +8,7 @@ computed: units are taken UNIT_TILE at a time, up to tiled_units(H).
 Forward: one vector of samples' values of a pixel times a broadcast weight, into register tiles of
 UNIT_TILE units x 2 vectors of samples, a tile of units at a time for all the block's samples. The
 weights are read by tile of units, ``W1U[(t * D + d) * UNIT_TILE + u] = W1[t * UNIT_TILE + u, d]``
-(first_layer.gather_unit_tiles): a tile's weights of all D pixels take D * UNIT_TILE values (16
+(first_layer.gather_weights): a tile's weights of all D pixels take D * UNIT_TILE values (16
 KiB at float32), which stay in L1 while the block's samples are taken. Against the weights read
 from the pixel-major W1T (D * Hp values, 400 KiB at hidden 128) with the samples taken outermost,
 as before: 0.82-0.83x the time at hidden 128 float32, 0.93-0.94x at hidden 10, 0.89x and 0.95x in

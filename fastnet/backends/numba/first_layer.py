@@ -23,19 +23,14 @@ from fastnet.backends.numba.vector import lane_count
 
 
 @njit(**NJIT)
-def gather_weights(W1T, Hp, flat, layers):
-    """W1T[d * Hp + h] = W1[h, d]: layer 1's weights pixel-major (padding units stay 0)."""
+def gather_weights(W1T, Hp, W1U, flat, layers):
+    """Layer 1's weights, copied in the two layouts its kernels read (padding units stay 0):
+    pixel-major, W1T[d * Hp + h] = W1[h, d] (.sparse_pixels; the epoch reads and updates it), and
+    by tile of units, W1U[(t * D + d) * UNIT_TILE + u] = W1[t * UNIT_TILE + u, d] (.dense_pixels)."""
     D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
     for d in range(D):
         for h in range(H):
             W1T[d * Hp + h] = flat[w0 + h * D + d]
-
-
-@njit(**NJIT)
-def gather_unit_tiles(W1U, flat, layers):
-    """W1U[(t * D + d) * UNIT_TILE + u] = W1[t * UNIT_TILE + u, d]: layer 1's weights by tile of
-    units, as .dense_pixels reads them (padding units stay 0)."""
-    D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
     for h in range(H):
         at_unit = (h - h % UNIT_TILE) * D + h % UNIT_TILE
         for d in range(D):
@@ -57,7 +52,8 @@ def _activate(acts, nb, flat, layers, scale):
 @njit(**NJIT)
 def forward(acts, unit_sums, blk, nb, features, W1T, Hp, W1U, flat, layers):
     """acts[:H, :nb] = layer 1's activations of block ``blk`` (rows blk * B ...), from the weights
-    gathered pixel-major (W1T, for the sparse pixels) and by tile of units (W1U, for the dense ones);
+    gathered pixel-major (W1T, for the sparse pixels) and by tile of units (W1U, for the dense ones:
+    gather_weights);
     unit_sums (SAMPLE_TILE, Hp) is scratch."""
     H = layers[0, N_OUT]
     B = acts.shape[1]

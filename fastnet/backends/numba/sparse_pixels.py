@@ -133,16 +133,14 @@ def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
                 for h in range(H):
                     acts[h, b] += z[h]
         return
-    T, lanes = sums.shape[0], lane_count(W1T)
+    T = sums.shape[0]
     for b0 in range(0, nb, T):
         n = min(T, nb - b0)
         for j in range(T):  # an empty row's sums are zeros, and so are those past the last sample
             lo = at(ptr, n0 + b0 + j) if j < n else 0
             hi = at(ptr, n0 + b0 + j + 1) if j < n else 0
             sum_rows(sums[j], lo, hi, idx, val, W1T, Hp, 0, 1)
-        for j0 in range(0, n, lanes):
-            for h0 in range(0, H, lanes):
-                vadd_transposed(acts, h0, b0 + j0, sums, j0, h0)
+        _add_transposed_sums(acts, b0, sums, n, H)
 
 
 @njit(**NJIT_SIMD)
@@ -184,15 +182,33 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
                     e[h] = deltas[h, b] * scale
                 add_rows(w1t_grad, e, lo, hi, idx, val, Hp, np.int64(0), np.int64(1))  # not 0, 1: .flags
         return
-    T, lanes = scaled.shape[0], lane_count(w1t_grad)
+    T = scaled.shape[0]
     for b0 in range(0, nb, T):
         n = min(T, nb - b0)
-        for j0 in range(0, n, lanes):
-            for h0 in range(0, H, lanes):
-                vstore_transposed(scaled, j0, h0, deltas, h0, b0 + j0, scale)
+        _store_transposed_deltas(scaled, deltas, b0, n, H, scale)
         for j in range(n):
-            e = scaled[j]
-            e[H:] = 0  # the last vector's values past H are the next layer's deltas
             lo, hi = at(ptr, n0 + b0 + j), at(ptr, n0 + b0 + j + 1)
             if lo != hi:
-                add_rows(w1t_grad, e, lo, hi, idx, val, Hp, np.int64(0), np.int64(1))  # not 0, 1: .flags
+                add_rows(w1t_grad, scaled[j], lo, hi, idx, val, Hp, np.int64(0), np.int64(1))  # not 0, 1: .flags
+
+
+# The two moves in tiles are kernels of their own, not inlined: in first_layer's passes, which
+# inline the code above, they made the first step compile ~1 s longer (one thread).
+@njit(**NJIT_SIMD)
+def _add_transposed_sums(acts, b0, sums, n, H):
+    """acts[h, b0 + j] += sums[j, h] for j below n and h below H, both rounded up to whole vectors."""
+    lanes = lane_count(acts)
+    for j0 in range(0, n, lanes):
+        for h0 in range(0, H, lanes):
+            vadd_transposed(acts, h0, b0 + j0, sums, j0, h0)
+
+
+@njit(**NJIT_SIMD)
+def _store_transposed_deltas(scaled, deltas, b0, n, H, scale):
+    """scaled[j, h] = deltas[h, b0 + j] * scale for j below n and h below H, and 0 from H on."""
+    lanes = lane_count(scaled)
+    for j0 in range(0, n, lanes):
+        for h0 in range(0, H, lanes):
+            vstore_transposed(scaled, j0, h0, deltas, h0, b0 + j0, scale)
+    for j in range(n):
+        scaled[j, H:] = 0  # the last vector's values past H are the next layer's deltas
