@@ -14,8 +14,8 @@ import numpy as np
 from numba import njit
 
 from fastnet.backends.numba.flags import INLINE, L1_ROWS_BYTES, NJIT_SIMD
-from fastnet.backends.numba.vector import (at, lane_count, vadd, vadd_transposed, vbroadcast, vfma, vload, vload4, vsplat,
-                                          vstore, vstore_transposed, vzero)
+from fastnet.backends.numba.vector import (at, lane_count, vadd, vadd_transposed, vbroadcast, vfma, vload, vload4,
+                                          vsplat, vstore, vstore_transposed, vzero)
 
 # The kernels work per sample, on its units' sums (forward) or deltas (backward) held contiguous,
 # while a block's activations and deltas are feature-major (.upper_layers). When a block's H rows

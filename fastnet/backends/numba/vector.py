@@ -232,8 +232,8 @@ def vadd_transposed(typingctx, dst, r, c, src, s, t):
 
     def codegen(context, builder, sig, args):
         align = dst.dtype.bitwidth // 8
-        tile = _transpose(builder, [builder.load(p, align=align)
-                                    for p in _tile_pointers(context, builder, sig.args[3], args[3], args[4], args[5], n)])
+        sources = _tile_pointers(context, builder, sig.args[3], args[3], args[4], args[5], n)
+        tile = _transpose(builder, [builder.load(p, align=align) for p in sources])
         for p, v in zip(_tile_pointers(context, builder, sig.args[0], args[0], args[1], args[2], n), tile):
             builder.store(builder.fadd(builder.load(p, align=align), v), p, align=align)
         return context.get_dummy_value()
@@ -250,8 +250,8 @@ def vstore_transposed(typingctx, dst, r, c, src, s, t, scale):
 
     def codegen(context, builder, sig, args):
         align = dst.dtype.bitwidth // 8
-        tile = _transpose(builder, [builder.load(p, align=align)
-                                    for p in _tile_pointers(context, builder, sig.args[3], args[3], args[4], args[5], n)])
+        sources = _tile_pointers(context, builder, sig.args[3], args[3], args[4], args[5], n)
+        tile = _transpose(builder, [builder.load(p, align=align) for p in sources])
         factor = _broadcast(builder, tile[0].type, context.cast(builder, args[6], sig.args[6], dst.dtype))
         for p, v in zip(_tile_pointers(context, builder, sig.args[0], args[0], args[1], args[2], n), tile):
             builder.store(builder.fmul(v, factor), p, align=align)

@@ -29,7 +29,8 @@ class Buffers(NamedTuple):
     layers: np.ndarray  # (layers, COLUMNS) int64: the layer table (.layers)
     Hp: int  # layer 1's units padded to whole vectors
     W1T: np.ndarray  # (D * Hp,) layer 1's weights pixel-major: W1T[d * Hp + h] = W1[h, d]
-    W1U: np.ndarray  # (tiled_units(H) * D,) and by tile of units: W1U[(t * D + d) * UNIT_TILE + u] = W1[t * UNIT_TILE + u, d]
+    # (tiled_units(H) * D,) and by tile of units: W1U[(t * D + d) * UNIT_TILE + u] = W1[t * UNIT_TILE + u, d]
+    W1U: np.ndarray
     flat_grads: np.ndarray  # (C, P) chunk c's gradient sums of b1 and layers 2..L, laid out like net.flat
     w1t_grads: np.ndarray  # (C, D * Hp) chunk c's gradient sums of W1, pixel-major like W1T
     lane_sums: np.ndarray  # (T, >= lane_sums_size) per thread: the dense pixels' W1 gradient, lane by lane
