@@ -220,43 +220,41 @@ def _tile_pointers(context, builder, arrtype, arr, r, c, n):
                                                      wraparound=False, boundscheck=False), vtype) for i in range(n)]
 
 
+def _move_transposed(dst, src, extra, combine):
+    """An intrinsic's typing and codegen for (dst, r, c, src, s, t, *extra): each row i of the
+    transposed tile src[s + j, t + i] (i, j below lanes) becomes dst[r + i, c : c + lanes] =
+    combine(context, builder, sig, args, row, old row); 2-d float arrays of one dtype, rows
+    contiguous, every index in bounds."""
+    if dst.dtype != src.dtype or dst.ndim != 2 or src.ndim != 2:
+        return None
+    n, align = Vec(dst.dtype).lanes, dst.dtype.bitwidth // 8
+
+    def codegen(context, builder, sig, args):
+        sources = _tile_pointers(context, builder, sig.args[3], args[3], args[4], args[5], n)
+        tile = _transpose(builder, [builder.load(p, align=align) for p in sources])
+        for p, row in zip(_tile_pointers(context, builder, sig.args[0], args[0], args[1], args[2], n), tile):
+            builder.store(combine(context, builder, sig, args, row, lambda p=p: builder.load(p, align=align)), p,
+                          align=align)
+        return context.get_dummy_value()
+    return types.none(dst, types.intp, types.intp, src, types.intp, types.intp, *extra), codegen
+
+
 @intrinsic
 def vadd_transposed(typingctx, dst, r, c, src, s, t):
     """dst[r + i, c + j] += src[s + j, t + i] for i, j below lanes: a square tile of src,
     transposed, added to one of dst (2-d float arrays of one dtype, rows contiguous). All indices
     in bounds. Loads, shuffles and stores of whole vectors: moved one value at a time, a tile of
     lanes x lanes values took as many scalar loads and stores."""
-    if dst.dtype != src.dtype or dst.ndim != 2 or src.ndim != 2:
-        return None
-    n = Vec(dst.dtype).lanes
-
-    def codegen(context, builder, sig, args):
-        align = dst.dtype.bitwidth // 8
-        sources = _tile_pointers(context, builder, sig.args[3], args[3], args[4], args[5], n)
-        tile = _transpose(builder, [builder.load(p, align=align) for p in sources])
-        for p, v in zip(_tile_pointers(context, builder, sig.args[0], args[0], args[1], args[2], n), tile):
-            builder.store(builder.fadd(builder.load(p, align=align), v), p, align=align)
-        return context.get_dummy_value()
-    return types.none(dst, r, c, src, s, t), codegen
+    return _move_transposed(dst, src, (), lambda context, builder, sig, args, row, old: builder.fadd(old(), row))
 
 
 @intrinsic
 def vstore_transposed(typingctx, dst, r, c, src, s, t, scale):
     """dst[r + i, c + j] = src[s + j, t + i] * scale for i, j below lanes: as vadd_transposed,
     scaled and stored."""
-    if dst.dtype != src.dtype or dst.ndim != 2 or src.ndim != 2:
-        return None
-    n = Vec(dst.dtype).lanes
-
-    def codegen(context, builder, sig, args):
-        align = dst.dtype.bitwidth // 8
-        sources = _tile_pointers(context, builder, sig.args[3], args[3], args[4], args[5], n)
-        tile = _transpose(builder, [builder.load(p, align=align) for p in sources])
-        factor = _broadcast(builder, tile[0].type, context.cast(builder, args[6], sig.args[6], dst.dtype))
-        for p, v in zip(_tile_pointers(context, builder, sig.args[0], args[0], args[1], args[2], n), tile):
-            builder.store(builder.fmul(v, factor), p, align=align)
-        return context.get_dummy_value()
-    return types.none(dst, r, c, src, s, t, scale), codegen
+    def scaled(context, builder, sig, args, row, old):
+        return builder.fmul(row, _broadcast(builder, row.type, context.cast(builder, args[6], sig.args[6], dst.dtype)))
+    return _move_transposed(dst, src, (scale,), scaled)
 
 
 @intrinsic
