@@ -221,19 +221,10 @@ class NumbaBackend(Backend):
         def run(part):
             results[part] = epoch.run_epoch(*args(part))
 
-        self._compile_first("epoch", net, features.val, lambda: self._epoch_calls(net, b, args(0)))
-        first_layer.gather_weights(b.W1T, b.Hp, b.W1U, net.flat, b.layers)
+        self._compile_first("epoch", net, features.val, lambda: epoch.kernel_calls(*args(0)))
         _run_together(parts, run)
         ran, stopped = results[0]
         return EpochResult(losses[:ran], accuracies[:ran], _STOPPED[stopped])
-
-    @staticmethod
-    def _epoch_calls(net, b, epoch_args):
-        """compiling.KernelCalls of an epoch: run_epoch's (called with epoch_args, with the
-        workspace's buffers b), with gather_weights first."""
-        calls = epoch.kernel_calls(*epoch_args)
-        return calls._replace(calls=[(first_layer.gather_weights, (b.W1T, b.Hp, b.W1U, net.flat, b.layers))]
-                              + calls.calls)
 
 
 def deal_chunks(n_chunks, workers):

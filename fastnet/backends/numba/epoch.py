@@ -6,8 +6,9 @@ Why a kernel of its own: a batch of 64 is ~15 µs of arithmetic, while going bac
 Batches are sequential by nature (each starts from the previous one's parameters). Within a batch,
 the first layer (~90% of the time at hidden 64) is shared out by units: the kernel runs on up to
 as many threads as a sample's entries take passes (sparse_pixels.sum_rows: 4 vectors of units per
-pass), each thread summing and updating the units of its passes, and the threads meet twice per
-batch at a spin barrier (.sync) around the rest, which thread 0 runs. A unit is computed by the
+pass), each thread summing and updating the units of a contiguous range of passes, whose weights
+it keeps in a slab of its own (run_epoch), and the threads meet twice per batch at a spin barrier
+(.sync) around the rest, which thread 0 runs. A unit is computed by the
 same code in the same order whichever thread runs it, so the result does not depend on the thread
 count.
 
@@ -20,9 +21,9 @@ layers (:mod:`.upper_layers`) and the softmax (:mod:`.softmax`) are the full-bat
 
 Per batch: forward and backward of every block, with the upper layers' and b1's gradients summed
 in ``grad``; then the update of those parameters; then W1's update, applied sample by sample
-straight into the pixel-major weights ``W1T`` (W1 -= lr / n * x_b outer d_b summed over the
-batch: the reference's mathematics, its sum taken in another order). All of a batch's forward
-passes finish before any of its updates, as in the reference.
+straight into the pixel-major weights, each thread's slab (W1 -= lr / n * x_b outer d_b summed
+over the batch: the reference's mathematics, its sum taken in another order). All of a batch's
+forward passes finish before any of its updates, as in the reference.
 
 Memory, not arithmetic, sets the pace: samples come in random order from all over the dataset,
 where the hardware prefetcher does not look, so the forward pass asks for the entries of the
@@ -99,18 +100,17 @@ def _prefetch_rows(f, sample):
 
 
 @njit(**NJIT_SIMD)
-def _first_layer_sums(A, z, order, n0, nb, f, W1T, Hp, H, width, part, parts):
+def _first_layer_sums(A, z, order, n0, nb, f, W1S, Hs, u0, H):
     """A[h, b] = sum over the entries k of sample order[n0 + b] of val[k] * W1[h, idx[k]]
-    (unscaled), for b < nb and the units h of this thread's passes, ``width`` units each
-    (sparse_pixels.sum_rows, whose row sums these are); z (Hp,) is scratch."""
+    (unscaled), for b < nb and this thread's units h = u0 .. u0 + Hs (below H), whose weights are
+    its slab W1S (see run_epoch); z (Hs,) is scratch."""
     last = order.shape[0] - 1
     for b in range(nb):
         _prefetch_rows(f, order[min(n0 + b + PREFETCH_AHEAD, last)])
         sample = order[n0 + b]
-        sum_rows(z, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, W1T, Hp, part, parts)
-        for t in range(part * width, H, parts * width):
-            for h in range(t, min(t + width, H)):
-                A[h, b] = z[h]
+        sum_rows(z, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, W1S, Hs)
+        for h in range(u0, min(u0 + Hs, H)):
+            A[h, b] = z[h - u0]
 
 
 @njit(**NJIT, **INLINE)
@@ -157,36 +157,53 @@ def _upper_layers(flat, f, y, order, s, n, lr, layers, buffers, train):
 
 
 @njit(**NJIT)
-def _first_layer_update(W1T, e, f, order, s, n, lr, deltas_by_block, Hp, H, part, parts):
+def _first_layer_update(W1S, e, f, order, s, n, lr, deltas_by_block, Hs, u0, H):
     """W1 -= lr / n * sum over the batch's samples of x_b outer d_b, sample by sample straight into
-    W1T, for the units of this thread's passes; e (Hp,) is scratch, zero from H on."""
+    this thread's slab W1S (units u0 .. u0 + Hs, see run_epoch); e (Hs,) is scratch, zero from
+    unit H on."""
     Bk = deltas_by_block.shape[2]
-    t = W1T.dtype.type
+    t = W1S.dtype.type
     c = -(t(lr) * t(1 / n)) * f.scale
     for blk in range(-(-n // Bk)):
         n0, nb = s + blk * Bk, min(Bk, n - blk * Bk)
         deltas = deltas_by_block[blk]
         for b in range(nb):
             sample = order[n0 + b]
-            for h in range(H):
-                e[h] = deltas[h, b] * c  # its deltas * -lr/n * scale
-            add_rows(W1T, e, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, Hp, part, parts)
+            for h in range(u0, min(u0 + Hs, H)):
+                e[h - u0] = deltas[h, b] * c  # its deltas * -lr/n * scale
+            add_rows(W1S, e, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, Hs)
+
+
+@njit(**NJIT, **INLINE)
+def part_units(Hp, width, part, parts):
+    """The units (u0, u1) of thread ``part``'s slab: a contiguous share of the passes of ``width``
+    units each, the first threads taking one more when they do not divide evenly."""
+    passes = Hp // width
+    first = part * (passes // parts) + min(part, passes % parts)
+    count = passes // parts + (1 if part < passes % parts else 0)
+    return first * width, (first + count) * width
 
 
 @njit(**NJIT)
 def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio, layers, buffers, losses, accuracies,
               checked, part, parts, sync, train):
     """Batches order[0:batch_size], order[batch_size:2 * batch_size], ... until the end or the
-    first unsound batch. W1 is read and updated in W1T (pixel-major, filled by the caller with
-    first_layer.gather_weights) and written back into flat at the end. losses and
-    accuracies get one entry per batch run; a NaN first_loss means "this epoch's first batch's".
+    first unsound batch. losses and accuracies get one entry per batch run; a NaN first_loss means
+    "this epoch's first batch's".
 
     Run by ``parts`` threads at once, thread ``part`` each (sync: their shared barrier, zeroed; see
-    .sync). The first layer's passes over a sample's entries (sparse_pixels.sum_rows) are shared
-    out: thread p sums and updates the units of passes p, p + parts, ... Thread 0 alone runs the
-    rest of each batch (the upper layers, the softmax, the divergence guard) between two barriers.
-    Every unit is computed by the same code in the same order whoever runs it: the result is
-    bit-identical for any number of threads.
+    .sync). The first layer's units are shared out by passes over a sample's entries
+    (sparse_pixels.sum_rows): thread p takes a contiguous range of them (part_units) and keeps its
+    units' weights in a slab of its own, W1S[d * Hs + h - u0] = W1[h, d], D * Hs values of the
+    buffer W1T (D * Hp) from D * u0 on, filled from flat here and written back at the end. Thread 0
+    alone runs the rest of each batch (the upper layers, the softmax, the divergence guard) between
+    two barriers. Every unit is computed by the same code in the same order whoever runs it: the
+    result is bit-identical for any number of threads.
+
+    Why slabs: with the units of one pixel-major W1T interleaved between the threads (each thread
+    128 bytes of every 256-byte row at hidden 64), two threads took 1.2-1.8x as long as one on an
+    Intel host (hidden 64 to 256, batch 64), where the hardware prefetchers bring the lines next
+    to a thread's own into its cache, lines the other thread writes.
 
     The parameters are checked for NaN/inf after every batch only when ``checked`` (one thread
     only): a check of all of W1 per batch would cost as much as the batch. Unchecked, an
@@ -200,7 +217,12 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
     D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
     Bk = buffers.acts.shape[2]
     width = vectors_per_pass(Hp, lane_count(W1T)) * lane_count(W1T)  # units per pass over a sample's entries
-    z, e = buffers.unit_sums[part], buffers.unit_deltas[part]
+    u0, u1 = part_units(Hp, width, part, parts)
+    Hs = u1 - u0
+    W1S = W1T[D * u0:D * u1]
+    z, e = buffers.unit_sums[part, :Hs], buffers.unit_deltas[part, :Hs]
+    _gather_slab(W1S, Hs, u0, flat, layers)
+    e[:] = 0
     stopped = RAN
     i = 0
     met = 0  # barriers met
@@ -208,7 +230,7 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
         n = min(batch_size, N - s)
         for blk in range(-(-n // Bk)):
             n0, nb = s + blk * Bk, min(Bk, n - blk * Bk)
-            _first_layer_sums(buffers.acts[blk], z, order, n0, nb, f, W1T, Hp, H, width, part, parts)
+            _first_layer_sums(buffers.acts[blk], z, order, n0, nb, f, W1S, Hs, u0, H)
         if parts > 1:
             met += 1
             wait_all(sync, met * parts)
@@ -227,19 +249,28 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
             wait_all(sync, met * parts)
             stopped = sync[1]
         if train:
-            _first_layer_update(W1T, e, f, order, s, n, lr, buffers.deltas, Hp, H, part, parts)
+            _first_layer_update(W1S, e, f, order, s, n, lr, buffers.deltas, Hs, u0, H)
         i += 1
         if stopped != RAN:  # the unsound batch's update is applied, as the generic epoch's
             break
-        if checked and not (_all_finite(W1T) and _all_finite(flat[layers[0, B_AT]:])):
+        if checked and not (_all_finite(W1S) and _all_finite(flat[layers[0, B_AT]:])):
             stopped = BAD_PARAMS
             break
     if train:  # W1 back into flat, each thread its own units
-        for t in range(part * width, H, parts * width):
-            for h in range(t, min(t + width, H)):
-                for d in range(D):
-                    flat[w0 + h * D + d] = W1T[d * Hp + h]
+        for h in range(u0, min(u1, H)):
+            for d in range(D):
+                flat[w0 + h * D + d] = W1S[d * Hs + h - u0]
     return i, stopped
+
+
+@njit(**NJIT)
+def _gather_slab(W1S, Hs, u0, flat, layers):
+    """W1S[d * Hs + h - u0] = W1[h, d] for units u0 .. u0 + Hs, 0 for the padding units from H on."""
+    D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
+    for d in range(D):
+        for j in range(Hs):
+            h = u0 + j
+            W1S[d * Hs + j] = flat[w0 + h * D + d] if h < H else 0
 
 
 def kernel_calls(*args):
@@ -256,6 +287,6 @@ def kernel_calls(*args):
                (upper_layers.forward, (acts, n, flat, layers)),
                (upper_layers.backward, (buffers.flat_grad, deltas, acts, n, labels, flat, layers)),
                (_upper_layers, (flat, f, y, order, s, n, lr, layers, buffers, train)),
-               (_first_layer_update, (W1T, buffers.unit_deltas[part], f, order, s, n, lr, buffers.deltas, Hp, H,
-                                      part, parts)),
-               (_first_layer_sums, (acts, buffers.unit_sums[part], order, s, n, f, W1T, Hp, H, H, part, parts))])
+               (_gather_slab, (W1T, Hp, 0, flat, layers)),
+               (_first_layer_update, (W1T, buffers.unit_deltas[part], f, order, s, n, lr, buffers.deltas, Hp, 0, H)),
+               (_first_layer_sums, (acts, buffers.unit_sums[part], order, s, n, f, W1T, Hp, 0, H))])

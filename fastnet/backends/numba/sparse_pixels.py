@@ -10,7 +10,6 @@ registers, times each non-zero value are added into that pixel's row of the W1 g
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from fastnet.backends.numba.flags import INLINE, L1_ROWS_BYTES, NJIT_SIMD
@@ -106,12 +105,11 @@ def _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp):
 
 
 @njit(**NJIT_SIMD, **INLINE)
-def sum_rows(z, lo, hi, idx, val, W1T, Hp, part, parts):
+def sum_rows(z, lo, hi, idx, val, W1T, Hp):
     """z[:Hp] = sum over one sample's entries [lo, hi) of val[k] * W1T's row idx[k]: one pass over
-    the entries per V vectors of units (vectors_per_pass), the sums held in registers. Only passes
-    part, part + parts, ... are made (a thread's share of them, see .epoch; 0, 1: all)."""
+    the entries per V vectors of units (vectors_per_pass), the sums held in registers."""
     V = vectors_per_pass(Hp, lane_count(W1T))
-    for t in range(part * V * lane_count(W1T), Hp, parts * V * lane_count(W1T)):
+    for t in range(0, Hp, V * lane_count(W1T)):
         if V == 2:
             _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp)
         else:
@@ -129,7 +127,7 @@ def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
         for b in range(nb):
             lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
             if lo != hi:
-                sum_rows(z, lo, hi, idx, val, W1T, Hp, 0, 1)
+                sum_rows(z, lo, hi, idx, val, W1T, Hp)
                 for h in range(H):
                     acts[h, b] += z[h]
         return
@@ -139,19 +137,19 @@ def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
         for j in range(T):  # an empty row's sums are zeros, and so are those past the last sample
             lo = at(ptr, n0 + b0 + j) if j < n else 0
             hi = at(ptr, n0 + b0 + j + 1) if j < n else 0
-            sum_rows(sums[j], lo, hi, idx, val, W1T, Hp, 0, 1)
+            sum_rows(sums[j], lo, hi, idx, val, W1T, Hp)
         _add_transposed_sums(acts, b0, sums, n, H)
 
 
 @njit(**NJIT_SIMD)
-def add_rows(rows, e, lo, hi, idx, val, Hp, part, parts):
+def add_rows(rows, e, lo, hi, idx, val, Hp):
     """rows[idx[k] * Hp + h] += e[h] * val[k] for one sample's entries [lo, hi): a pixel-major
     gradient (backward) or the weights themselves (a mini-batch update, .epoch). The sample's e
-    (Hp,) stays in registers, V vectors at a time; only passes part, part + parts, ... are made
-    (as in sum_rows)."""
+    (Hp,) stays in registers, V vectors at a time (one pass over the entries per V vectors, as in
+    sum_rows)."""
     lanes = lane_count(rows)
     V = vectors_per_pass(Hp, lanes)
-    for t in range(part * V * lanes, Hp, parts * V * lanes):
+    for t in range(0, Hp, V * lanes):
         d0, d1 = vload(e, t), vload(e, t + lanes)
         d2 = vload(e, t + 2 * lanes) if V > 2 else d0
         d3 = vload(e, t + 3 * lanes) if V > 3 else d0
@@ -180,7 +178,7 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
             if lo != hi:
                 for h in range(H):
                     e[h] = deltas[h, b] * scale
-                add_rows(w1t_grad, e, lo, hi, idx, val, Hp, np.int64(0), np.int64(1))  # not 0, 1: .flags
+                add_rows(w1t_grad, e, lo, hi, idx, val, Hp)
         return
     T = scaled.shape[0]
     for b0 in range(0, nb, T):
@@ -189,7 +187,7 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
         for j in range(n):
             lo, hi = at(ptr, n0 + b0 + j), at(ptr, n0 + b0 + j + 1)
             if lo != hi:
-                add_rows(w1t_grad, scaled[j], lo, hi, idx, val, Hp, np.int64(0), np.int64(1))  # not 0, 1: .flags
+                add_rows(w1t_grad, scaled[j], lo, hi, idx, val, Hp)
 
 
 # The two moves in tiles are kernels of their own, not inlined: in first_layer's passes, which
