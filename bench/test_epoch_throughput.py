@@ -1,5 +1,5 @@
-"""Mini-batch SGD throughput: one epoch over the seed split's 59,000 training images, batches of 64
-and 256, hidden 64 and 10, float32: numba against the numpy reference and (when the optional peers
+"""Mini-batch SGD throughput: one epoch over the seed split's 59,000 training images, batches of 64,
+256 and 4,096, hidden 64 and 10, float32: numba against the numpy reference and (when the optional peers
 are installed) torch. Each case first runs one epoch on 2,000 images and is compared with the
 float64 reference's epoch; then whole epochs are timed, in the same shuffled order."""
 

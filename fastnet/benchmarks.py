@@ -80,7 +80,7 @@ MAIN_CASES = [Case(b, d) for d in ("float64", "float32") for b in ("numpy", "see
 WIDE_CASES = [Case(b, d, hidden=128) for d in ("float64", "float32") for b in ("numpy", "numba")]
 SCALING_CASES = [Case("numba", "float32", n=n) for n in (10_000, 59_000, 236_000)]
 PEER_CASES = [Case(peer, "float32") for peer in PEER_CLASSES] + [Case("torch", "float32", hidden=128)]
-EPOCH_CASES = [EpochCase(b, hidden, batch) for hidden in (64, 10) for batch in (64, 256)
+EPOCH_CASES = [EpochCase(b, hidden, batch) for hidden in (64, 10) for batch in (64, 256, 4096)
                for b in ("numpy", "numba", "torch")]
 
 

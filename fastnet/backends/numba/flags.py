@@ -58,14 +58,8 @@ def n_chunks(n_samples):
 # for its update) fit in this many bytes: 12 MB for all of MNIST's 59,000 images in one batch at
 # 784-10-10 float32, 68 MB at hidden 128. Larger batches are stepped one by one with the
 # full-batch kernels, which cut each batch's features from the dataset's (~1.7 us per sample).
-# This replaced a cap of 2,048 samples, under which the stepping cost up to twice the compiled
-# epoch. Measured at batch 4,096 on MNIST (one epoch, ms; stepped / compiled / numpy):
-#   784-10-10 float32   130 / 62 / 135
-#   784-32-10           203 / 98 / 166
-#   784-64-10 float64   356 / 170 / 376
-#   784-128-10          361 / 186 / 370
-#   784-256-10          440 / 293 / 660
-#   784-1024-10         1553 / 1684 / 2242 (34 MB, under the budget: the one case that lost)
+# This replaced a cap of 2,048 samples, beyond which an epoch was no faster than numpy's; what it
+# bought: README, *Large batches*.
 FUSED_EPOCH_MAX_BYTES = 64 * 2**20
 
 # Datasets of at least PER_BLOCK_MIN_SAMPLES samples get features with each block's own dense pixels,
