@@ -20,7 +20,7 @@ from fastnet.backends.numba import chunks, compiling, dense_pixels, epoch, first
 from fastnet.backends.numba import sparse_pixels, upper_layers
 from fastnet.backends.numba.epoch import epoch_features, subset_epoch_features
 from fastnet.backends.numba.features import prepare_features, subset_features
-from fastnet.backends.numba.workspace import Workspace
+from fastnet.backends.numba.workspace import Workspace, block_rows
 from fastnet.network import Network, unflatten
 
 kernel_cache.use_for(dense_pixels, sparse_pixels, first_layer, upper_layers, softmax, chunks, epoch)
@@ -170,18 +170,20 @@ class NumbaBackend(Backend):
         chunks.update(net.flat, ws.mean_grad, net.dtype.type(lr))
         return result
 
-    def _fuses(self, net, batch_size, n):
-        """Whether epochs of ``batch_size`` over n samples run in one compiled call (.epoch): while
-        a batch's activations and deltas, which it keeps until its update, fit
-        flags.FUSED_EPOCH_MAX_BYTES."""
-        acts = self._workspace(net).buffers.acts  # (chunks, rows, B): a block's rows are an epoch block's
-        blocks = -(-min(batch_size, n) // acts.shape[2])
-        return 2 * blocks * acts.shape[1] * acts.shape[2] * acts.itemsize <= flags.FUSED_EPOCH_MAX_BYTES
+    @staticmethod
+    def _fuses(net, batch_size):
+        """Whether epochs of ``batch_size`` run in one compiled call (.epoch): while a batch's
+        activations and deltas, which it keeps until its update, fit flags.FUSED_EPOCH_MAX_BYTES.
+        The batch size alone decides (not the data's size), so that a run's training and its
+        evaluation in batches take one path and compile one kernel."""
+        B = flags.BLOCK
+        block_bytes = block_rows(net.sizes, net.dtype) * B * net.dtype.itemsize
+        return 2 * -(-batch_size // B) * block_bytes <= flags.FUSED_EPOCH_MAX_BYTES
 
     def _epoch(self, net, data, lr, batch_size, order, first_loss, max_ratio):
         """Mini-batch SGD in one compiled call (.epoch); batches too large for it (_fuses) are
         stepped one by one with the full-batch pass, on the worker threads."""
-        if not self._fuses(net, batch_size, len(order)):
+        if not self._fuses(net, batch_size):
             return super()._epoch(net, data, lr, batch_size, order, first_loss, max_ratio)
         start = net.flat.copy()
         result = self._fused_epoch(net, data, data.y, lr, batch_size, order, first_loss, max_ratio, checked=False)
@@ -198,7 +200,7 @@ class NumbaBackend(Backend):
     def _evaluate_in_batches(self, net, data, labels, batch_size):
         """Through the mini-batch kernel (.epoch), forward only: a run training in mini-batches has
         compiled it already, and need not compile the full-batch pass as well to evaluate."""
-        if not self._fuses(net, batch_size, len(data)):  # runs with such batches train with the full-batch pass
+        if not self._fuses(net, batch_size):  # runs with such batches train with the full-batch pass
             return super()._evaluate_in_batches(net, data, labels, batch_size)
         n = len(data)
         result = self._fused_epoch(net, data, labels, 0.0, batch_size, np.arange(n), None, math.inf, checked=False,

@@ -27,7 +27,7 @@ forward passes finish before any of its updates, as in the reference.
 
 Memory, not arithmetic, sets the pace: samples come in random order from all over the dataset,
 where the hardware prefetcher does not look, so the forward pass asks for the entries of the
-sample PREFETCH_AHEAD places ahead while it computes this one (3x faster at hidden 10); the
+sample PREFETCH_AHEAD places ahead while it computes this one (2.4x faster at hidden 10); the
 update then finds them in cache.
 """
 
@@ -74,8 +74,8 @@ class EpochBuffers(NamedTuple):
     labels: np.ndarray  # (blocks, Bk) int64: each block's labels
     softmax_scratch: np.ndarray  # (3, Bk) the softmax's running max, total and exp values
     best_class: np.ndarray  # (Bk,) int64: the softmax's argmax
-    unit_sums: np.ndarray  # (parts, Hp) per thread: one sample's layer-1 sums
-    unit_deltas: np.ndarray  # (parts, Hp) per thread: one sample's layer-1 deltas, scaled (zero from H on)
+    unit_sums: np.ndarray  # (parts, Hp) per thread: one sample's layer-1 sums (its slab's units first)
+    unit_deltas: np.ndarray  # (parts, Hp) per thread: one sample's layer-1 deltas, scaled (run_epoch zeroes them)
     flat_grad: np.ndarray  # (P,) the batch's gradient sums of b1 and layers 2..L (W1's region unused)
 
 
@@ -177,7 +177,8 @@ def _first_layer_update(W1S, e, f, order, s, n, lr, deltas_by_block, Hs, u0, H):
 @njit(**NJIT, **INLINE)
 def part_units(Hp, width, part, parts):
     """The units (u0, u1) of thread ``part``'s slab: a contiguous share of the passes of ``width``
-    units each, the first threads taking one more when they do not divide evenly."""
+    units each, the first threads taking one more when they do not divide evenly. parts must be at
+    most Hp // width (the backend runs no more threads than passes)."""
     passes = Hp // width
     first = part * (passes // parts) + min(part, passes % parts)
     count = passes // parts + (1 if part < passes % parts else 0)
@@ -203,7 +204,8 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
     Why slabs: with the units of one pixel-major W1T interleaved between the threads (each thread
     128 bytes of every 256-byte row at hidden 64), two threads took 1.2-1.8x as long as one on an
     Intel host (hidden 64 to 256, batch 64), where the hardware prefetchers bring the lines next
-    to a thread's own into its cache, lines the other thread writes.
+    to a thread's own into its cache, lines the other thread writes. The slabs leave W1T's
+    pixel-major layout behind them: every pass gathers it again (first_layer.gather_weights).
 
     The parameters are checked for NaN/inf after every batch only when ``checked`` (one thread
     only): a check of all of W1 per batch would cost as much as the batch. Unchecked, an

@@ -24,13 +24,16 @@ from fastnet.backends.numba.vector import lane_count
 
 @njit(**NJIT)
 def gather_weights(W1T, Hp, W1U, flat, layers):
-    """Layer 1's weights, copied in the two layouts its kernels read (padding units stay 0):
-    pixel-major, W1T[d * Hp + h] = W1[h, d] (.sparse_pixels; the epoch reads and updates it), and
-    by tile of units, W1U[(t * D + d) * UNIT_TILE + u] = W1[t * UNIT_TILE + u, d] (.dense_pixels)."""
+    """Layer 1's weights, copied in the two layouts its kernels read: pixel-major, W1T[d * Hp + h]
+    = W1[h, d] (.sparse_pixels), its padding units (h >= H) set to 0 (an epoch leaves its slabs in
+    W1T, .epoch), and by tile of units, W1U[(t * D + d) * UNIT_TILE + u] = W1[t * UNIT_TILE + u, d]
+    (.dense_pixels; its padding units stay 0 from the allocation)."""
     D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
     for d in range(D):
         for h in range(H):
             W1T[d * Hp + h] = flat[w0 + h * D + d]
+        for h in range(H, Hp):
+            W1T[d * Hp + h] = 0
     for h in range(H):
         at_unit = (h - h % UNIT_TILE) * D + h % UNIT_TILE
         for d in range(D):

@@ -106,8 +106,9 @@ def _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp):
 
 @njit(**NJIT_SIMD, **INLINE)
 def sum_rows(z, lo, hi, idx, val, W1T, Hp):
-    """z[:Hp] = sum over one sample's entries [lo, hi) of val[k] * W1T's row idx[k]: one pass over
-    the entries per V vectors of units (vectors_per_pass), the sums held in registers."""
+    """z[:Hp] = sum over one sample's entries [lo, hi) of val[k] * W1T's row idx[k], rows of Hp
+    units (all of layer 1's, padded; or a thread's slab of them, .epoch): one pass over the entries
+    per V vectors of units (vectors_per_pass), the sums held in registers."""
     V = vectors_per_pass(Hp, lane_count(W1T))
     for t in range(0, Hp, V * lane_count(W1T)):
         if V == 2:

@@ -28,7 +28,9 @@ class Buffers(NamedTuple):
 
     layers: np.ndarray  # (layers, COLUMNS) int64: the layer table (.layers)
     Hp: int  # layer 1's units padded to whole vectors
-    W1T: np.ndarray  # (D * Hp,) layer 1's weights pixel-major: W1T[d * Hp + h] = W1[h, d]
+    # (D * Hp,) layer 1's weights pixel-major: W1T[d * Hp + h] = W1[h, d], filled by
+    # first_layer.gather_weights before every pass; an epoch keeps its threads' slabs here (.epoch)
+    W1T: np.ndarray
     # (tiled_units(H) * D,) and by tile of units: W1U[(t * D + d) * UNIT_TILE + u] = W1[t * UNIT_TILE + u, d]
     W1U: np.ndarray
     flat_grads: np.ndarray  # (C, P) chunk c's gradient sums of b1 and layers 2..L, laid out like net.flat
@@ -63,6 +65,13 @@ def _zeros_aligned(shape, dtype, alignment=64):
     return raw[start:start + size].view(dtype).reshape(shape)
 
 
+def block_rows(sizes, dtype):
+    """R + UNIT_TILE: the rows of a block's activations (and deltas): every layer's units,
+    UNIT_TILE rows of slack, and at least layer 1's units up to a whole vector."""
+    H, lanes = sizes[1], dtype_lane_count(dtype)
+    return max(n_activations(sizes) + UNIT_TILE, -(-H // lanes) * lanes)
+
+
 class Workspace:
     """The buffers for one (sizes, dtype). ``mean_grad`` (P,) receives the reduced gradient."""
 
@@ -70,8 +79,7 @@ class Workspace:
         C, B, D, H = flags.N_CHUNKS, flags.BLOCK, sizes[0], sizes[1]
         self.lanes = lanes = dtype_lane_count(dtype)
         Hp = padded_units(H, dtype)
-        # every layer's units, UNIT_TILE rows of slack, and at least layer 1's units up to a whole vector
-        rows = max(n_activations(sizes) + UNIT_TILE, -(-H // lanes) * lanes)
+        rows = block_rows(sizes, dtype)
         # dense_pixels.forward and upper_layers._products write 2 vectors of samples at a time: a
         # block is whole pairs of vectors
         assert B % (2 * lanes) == 0, "flags.BLOCK must be a whole number of pairs of vectors"
@@ -80,10 +88,10 @@ class Workspace:
         self.buffers = Buffers(
             layers=layer_table(sizes),
             Hp=Hp,
-            # zeroed, and gather_weights writes units below H only: padding units stay zero, so the
-            # sparse-pixel sums of padding units (computed, then discarded) stay finite
+            # gather_weights sets its padding units to 0 (an epoch's slabs fill them): the sparse-pixel
+            # sums of padding units (computed, then discarded) stay finite
             W1T=_zeros_aligned((D * Hp,), dtype),
-            W1U=_zeros_aligned((tiled_units(H) * D,), dtype),  # zeroed, as W1T: padding units stay 0
+            W1U=_zeros_aligned((tiled_units(H) * D,), dtype),  # zeroed: its padding units stay 0 (never written)
             flat_grads=_zeros_aligned((C, n_params(sizes)), dtype),
             w1t_grads=_zeros_aligned((C, D * Hp), dtype),
             lane_sums=_zeros_aligned((numba.config.NUMBA_NUM_THREADS, 0), dtype),
@@ -113,8 +121,7 @@ class Workspace:
     def for_epoch(self, blocks, parts):
         """EpochBuffers for batches of up to ``blocks`` blocks of B samples, run by ``parts``
         threads (kept for the largest of each yet). Like the pass's, each block's rows run past
-        the units by UNIT_TILE, and unit_deltas is zero from H on (epoch._first_layer_update reads
-        whole vectors of it)."""
+        the units by UNIT_TILE (block_rows)."""
         e = self.epoch_buffers
         if e is None or e.acts.shape[0] < blocks or e.unit_sums.shape[0] < parts:
             b = self.buffers
