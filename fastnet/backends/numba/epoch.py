@@ -41,7 +41,7 @@ from numba import njit
 from fastnet.backends.numba import upper_layers
 from fastnet.backends.numba.compiling import KernelCalls
 from fastnet.backends.numba.features import compressed_rows, take_rows
-from fastnet.backends.numba.first_layer import _activate, add_bias_gradient
+from fastnet.backends.numba.first_layer import _activate, add_bias_gradient, gather_pixel_major
 from fastnet.backends.numba.flags import INLINE, NJIT, NJIT_SIMD
 from fastnet.backends.numba.layers import B_AT, N_IN, N_OUT, W_AT
 from fastnet.backends.numba.softmax import softmax_xent
@@ -196,10 +196,10 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
     .sync). The first layer's units are shared out by passes over a sample's entries
     (sparse_pixels.sum_rows): thread p takes a contiguous range of them (part_units) and keeps its
     units' weights in a slab of its own, W1S[d * Hs + h - u0] = W1[h, d], D * Hs values of the
-    buffer W1T (D * Hp) from D * u0 on, filled from flat here and written back at the end. Thread 0
-    alone runs the rest of each batch (the upper layers, the softmax, the divergence guard) between
-    two barriers. Every unit is computed by the same code in the same order whoever runs it: the
-    result is bit-identical for any number of threads.
+    buffer W1T (D * Hp) from D * u0 on, filled from flat here (first_layer.gather_pixel_major) and
+    written back at the end. Thread 0 alone runs the rest of each batch (the upper layers, the
+    softmax, the divergence guard) between two barriers. Every unit is computed by the same code in
+    the same order whoever runs it: the result is bit-identical for any number of threads.
 
     Why slabs: with the units of one pixel-major W1T interleaved between the threads (each thread
     128 bytes of every 256-byte row at hidden 64), two threads took 1.2-1.8x as long as one on an
@@ -223,7 +223,7 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
     Hs = u1 - u0
     W1S = W1T[D * u0:D * u1]
     z, e = buffers.unit_sums[part, :Hs], buffers.unit_deltas[part, :Hs]
-    _gather_slab(W1S, Hs, u0, flat, layers)
+    gather_pixel_major(W1S, Hs, u0, flat, layers)
     e[:] = 0
     stopped = RAN
     i = 0
@@ -265,16 +265,6 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
     return i, stopped
 
 
-@njit(**NJIT)
-def _gather_slab(W1S, Hs, u0, flat, layers):
-    """W1S[d * Hs + h - u0] = W1[h, d] for units u0 .. u0 + Hs, 0 for the padding units from H on."""
-    D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
-    for d in range(D):
-        for j in range(Hs):
-            h = u0 + j
-            W1S[d * Hs + j] = flat[w0 + h * D + d] if h < H else 0
-
-
 def kernel_calls(*args):
     """run_epoch with these arguments, and the kernels it calls with arguments of the types it gives
     them (with those _upper_layers calls), the costliest to compile at the two ends (.compiling).
@@ -289,6 +279,6 @@ def kernel_calls(*args):
                (upper_layers.forward, (acts, n, flat, layers)),
                (upper_layers.backward, (buffers.flat_grad, deltas, acts, n, labels, flat, layers)),
                (_upper_layers, (flat, f, y, order, s, n, lr, layers, buffers, train)),
-               (_gather_slab, (W1T, Hp, 0, flat, layers)),
+               (gather_pixel_major, (W1T, Hp, 0, flat, layers)),
                (_first_layer_update, (W1T, buffers.unit_deltas[part], f, order, s, n, lr, buffers.deltas, Hp, 0, H)),
                (_first_layer_sums, (acts, buffers.unit_sums[part], order, s, n, f, W1T, Hp, 0, H))])

@@ -29,15 +29,22 @@ def gather_weights(W1T, Hp, W1U, flat, layers):
     W1T, .epoch), and by tile of units, W1U[(t * D + d) * UNIT_TILE + u] = W1[t * UNIT_TILE + u, d]
     (.dense_pixels; its padding units stay 0 from the allocation)."""
     D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
-    for d in range(D):
-        for h in range(H):
-            W1T[d * Hp + h] = flat[w0 + h * D + d]
-        for h in range(H, Hp):
-            W1T[d * Hp + h] = 0
+    gather_pixel_major(W1T, Hp, 0, flat, layers)
     for h in range(H):
         at_unit = (h - h % UNIT_TILE) * D + h % UNIT_TILE
         for d in range(D):
             W1U[at_unit + d * UNIT_TILE] = flat[w0 + h * D + d]
+
+
+@njit(**NJIT)
+def gather_pixel_major(rows, width, u0, flat, layers):
+    """rows[d * width + j] = W1[u0 + j, d] for j below width, 0 for the padding units from H on:
+    all of layer 1's units (W1T: u0 = 0, width Hp) or a thread's slab of them (.epoch)."""
+    D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
+    for d in range(D):
+        for j in range(width):
+            h = u0 + j
+            rows[d * width + j] = flat[w0 + h * D + d] if h < H else 0
 
 
 @njit(**NJIT, **INLINE)
