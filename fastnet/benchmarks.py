@@ -86,7 +86,7 @@ EPOCH_CASES = [EpochCase(b, hidden, batch) for hidden in (64, 10) for batch in (
 
 # The hardware floor of a full-batch step: the multiply-adds no implementation can skip -- the
 # first layer's forward sums and weight gradient over the non-zero pixels, 2 x nnz x H -- at the
-# CPU's peak rate: every core's FMA units on full vectors (VECTOR_BITS, as the numba kernels use),
+# CPU's peak rate: every core's FMA units on full vectors (as wide as the numba kernels' for the dtype),
 # at the clock /proc/cpuinfo reports. Everything else (upper layers, softmax, reading the data) is
 # left out: it is a floor.
 FMA_UNITS = 2  # fused multiply-add pipes per core (AMD Zen 3 and 4, Intel since Haswell)

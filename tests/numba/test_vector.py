@@ -1,11 +1,20 @@
-"""The vector extension (fastnet.backends.numba.vector), each operation against numpy."""
+"""The vector extension (fastnet.backends.numba.vector), each operation against numpy; and the
+vectors' width, which follows the CPU Numba compiles for."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from numba import njit
+from numba.core import config
 
+from fastnet.backends.numba import vector
 from fastnet.backends.numba.vector import (dtype_lane_count, lane_count, vadd, vadd_transposed, vbroadcast, vfma, vload,
                                            vload4, vload_as, vsplat, vstore, vstore_transposed, vzero)
+
+LANES = {np.float32: 8, np.float64: 8 if vector.FLOAT64_VECTOR_BITS == 512 else 4}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -22,7 +31,7 @@ def test_vectors_compute_what_numpy_computes(dtype):
 
     rng = np.random.default_rng(0)
     L = dtype_lane_count(np.dtype(dtype))
-    assert L == 32 // np.dtype(dtype).itemsize
+    assert L == LANES[dtype]
     a, b = rng.random(2 * L).astype(dtype), rng.random(2 * L).astype(dtype)
     pixels = np.array([9, 200, 0, 17, 255, 3], np.uint8)
     out = np.zeros(5 * L, dtype)
@@ -53,3 +62,44 @@ def test_tiles_move_transposed_and_touch_nothing_else(dtype):
     kernel(added, stored, src, r, c, s, t, dtype(0.5))
     np.testing.assert_array_equal(added, want_added)
     np.testing.assert_array_equal(stored, want_stored)
+
+
+@pytest.mark.parametrize("features, wide", [("+avx2,+avx512f,+fma", True), ("+avx2,-avx512f,+fma", False),
+                                            ("+avx2,+avx512fp16", False), ("", False)])
+def test_float64_vectors_are_512_bits_where_numba_compiles_for_avx512(monkeypatch, features, wide):
+    monkeypatch.setattr(config, "CPU_FEATURES", features)
+    assert vector._compiles_for_avx512() is wide
+
+
+# The 256-bit float64 layout on a host with AVX-512, where Numba is told to compile without it (as
+# for a cache shared with older CPUs): 4 lanes, and the same results as the reference.
+AT_256_BITS = """
+import numpy as np
+import fastnet
+from fastnet.backends.numba.vector import dtype_lane_count
+from fastnet.tolerances import TOLERANCES
+from tests.agreement import assert_awkward_case_agrees
+from tests.helpers import random_problem
+assert dtype_lane_count(np.dtype("float64")) == 4
+numba = fastnet.get_backend("numba")
+for case in ["hidden width 20 (3 float32 vectors, 5 float64)", "dense and sparse pixels, a partial last block"]:
+    assert_awkward_case_agrees(numba, case)
+X, y = random_problem(300, (57, 24, 10), seed=5, kind="mixed")
+order = np.random.default_rng(0).permutation(300)
+net, ref = fastnet.Network.init((57, 24, 10), seed=1), fastnet.Network.init((57, 24, 10), seed=1)
+numba.epoch(net, X, y, lr=0.1, batch_size=32, order=order)
+fastnet.get_backend("numpy").epoch(ref, X, y, lr=0.1, batch_size=32, order=order)
+np.testing.assert_allclose(net.flat, ref.flat, **TOLERANCES["float64"])
+"""
+
+
+@pytest.mark.skipif(vector.FLOAT64_VECTOR_BITS != 512, reason="Numba compiles for a CPU without AVX-512 here: "
+                    "float64's 256-bit vectors are the ones every other test runs")
+def test_float64_at_256_bits_on_an_avx512_host_agrees_with_the_reference():
+    features = vector.get_host_cpu_features().split(",")
+    without = ",".join("-" + f[1:] if f.startswith("+avx512") else f for f in features)
+    env = dict(os.environ, NUMBA_CPU_FEATURES=without)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-c", AT_256_BITS], capture_output=True, text=True, env=env, cwd=root,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr
