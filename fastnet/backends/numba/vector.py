@@ -33,7 +33,7 @@ def _compiles_for_avx512():
 
 # float64 on AVX-512: 512-bit vectors, 8 lanes like float32's 256-bit ones, so both dtypes share one
 # layout. Measured on an Intel AVX-512 host against 256 bits, fresh processes alternated, medians
-# (README, *Wide float64 vectors*): 0.75x the time of a full-batch step at 784-10-10 and 0.76x at
+# (README, *On the Intel host again*): 0.75x the time of a full-batch step at 784-10-10 and 0.76x at
 # 784-128-10; an epoch 0.76x at batch 64 (784-64-10), 0.86x at batch 4,096. float32 at 512 bits
 # gained nothing there, so it stays at 256.
 FLOAT64_VECTOR_BITS = 512 if _compiles_for_avx512() else VECTOR_BITS
