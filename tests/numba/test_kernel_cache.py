@@ -186,3 +186,24 @@ def test_a_new_entry_is_written_data_first_and_a_mixed_up_entry_is_a_miss(tmp_pa
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["False", "True ['_save_data', '_save_index']", "True None"]
 
+
+
+OTHER_WIDTH = """
+import numpy as np
+from fastnet.backends.numba import chunks, vector
+from fastnet.backends.numba.compiling import signature
+kernel, cache = chunks.update, chunks.update._cache
+f64 = signature((np.zeros(3), np.zeros(3), 1.0))
+kernel.compile(f64)
+print(cache.holds(f64, kernel.targetctx))
+vector.FLOAT64_VECTOR_BITS = 768 - vector.FLOAT64_VECTOR_BITS  # the other width: 256 <-> 512
+print(cache.holds(f64, kernel.targetctx), cache.load_overload(f64, kernel.targetctx))
+"""
+
+
+def test_a_kernel_compiled_for_one_vector_width_is_never_loaded_for_the_other(tmp_path):
+    """The width is fixed at import from Numba's CPU features (.vector); the cache keys on it too."""
+    done = subprocess.run([sys.executable, "-c", OTHER_WIDTH], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["True", "False None"]

@@ -35,6 +35,8 @@ from pathlib import Path
 from numba.core import caching, sigutils
 from numba.core.dispatcher import Dispatcher
 
+from fastnet.backends.numba import vector
+
 PACKAGE = Path(__file__).parents[2]  # fastnet/
 # Every module of this package is a kernel source (a new kernel module is stamped without an
 # edit here) except these, which hold Python only: editing them need not recompile anything.
@@ -147,6 +149,13 @@ class KernelCache(caching.FunctionCache):
             super().save_overload(sig, data)
         except Exception:  # a damaged index (or no room): the next run compiles again, nothing is lost
             self._forget_index()
+
+    def _index_key(self, sig, codegen):
+        """Numba's key (the signature, the target CPU's name and features, the bytecode) and the
+        vectors' width: it follows the features (.vector) but is fixed when fastnet is imported, so
+        a process whose Numba took other features (NUMBA_CPU_FEATURES changed in between) must not
+        load kernels compiled for the other width, whose layout its workspace would not match."""
+        return (*super()._index_key(sig, codegen), vector.FLOAT64_VECTOR_BITS)
 
     def holds(self, sig, target_context):
         """Whether the cache has the kernel compiled for ``sig`` (read from its index, nothing loaded)."""
