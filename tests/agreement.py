@@ -21,8 +21,9 @@ AWKWARD_CASES = {
     "hidden width 1": (29, (30, 1, 4), "uint8", 0),
     "hidden width 13, two hidden layers": (41, (64, 13, 9, 10), "float", 2),
     "hidden width 512": (23, (784, 512, 10), "uint8", 0),
-    # the numba backend's layer 1 runs 2, 3 or 4 vectors of units per pass (8 float32 or 4 float64 lanes each)
-    "hidden width 20 (3 float32 vectors, 5 float64)": (31, (100, 20, 10), "uint8", 1),
+    # the numba backend's layer 1 runs 2, 3 or 4 vectors of units per pass (8 lanes each; float64's
+    # are 4 lanes without AVX-512)
+    "hidden width 20 (3 vectors of 8 lanes, 5 of 4)": (31, (100, 20, 10), "uint8", 1),
     "hidden width 129 (a mostly padded last pass)": (17, (300, 129, 10), "uint8", 0),
     "three hidden layers": (19, (20, 16, 8, 5, 3), "uint8", 0),
     # the upper layers compute whole tiles of 5 units and pairs of vectors of samples: narrow hidden
@@ -33,7 +34,7 @@ AWKWARD_CASES = {
 }
 FLOAT32_AWKWARD_CASES = ["N=37 (not a multiple of the chunk count)", "hidden width 13, two hidden layers",
                          "dense and sparse pixels, a partial last block",
-                         "hidden width 20 (3 float32 vectors, 5 float64)",
+                         "hidden width 20 (3 vectors of 8 lanes, 5 of 4)",
                          "hidden width 129 (a mostly padded last pass)",
                          "narrow hidden layers after the first, a partial block"]
 

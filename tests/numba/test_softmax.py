@@ -2,6 +2,7 @@
 stage by stage in test_agreement.py, saturated logits included)."""
 
 import numpy as np
+import pytest
 
 from fastnet.backends.numba.softmax import exp_nonpositive
 
@@ -17,8 +18,9 @@ def test_vectorised_exp_is_accurate_over_the_whole_nonpositive_range():
     np.testing.assert_allclose(out32, np.exp(x32.astype(np.float64)), rtol=2e-5, atol=1e-45)
 
 
-def test_nan_stays_nan():
-    x = np.array([0.0, np.nan, -1.0])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_nan_stays_nan(dtype):
+    x = np.array([0.0, np.nan, -1.0], dtype)
     out = np.empty_like(x)
     exp_nonpositive(out, x, 3)
     assert np.isnan(out[1]) and out[0] == 1.0

@@ -33,7 +33,7 @@ One training step, module by module (``backend.step(net, X, y, lr=0.1)``):
    applies it. The loss and accuracy come back from the same pass.
 
 The layers are found through the layer table (:mod:`.layers`); the hand-vectorised kernels use
-the 256-bit vectors of :mod:`.vector`; every kernel's compile options come from :mod:`.flags` and
+the SIMD vectors of :mod:`.vector`; every kernel's compile options come from :mod:`.flags` and
 its compiled code is cached on disk by :mod:`.kernel_cache`; with an empty cache, :mod:`.compiling`
 compiles a path's kernels on two cores (this process and a helper process) before its first call.
 The upper-layer and softmax block

@@ -27,7 +27,7 @@ from numba import njit
 from fastnet.backends.numba.flags import INLINE, L1_ROWS_BYTES, NJIT, NJIT_SIMD
 from fastnet.backends.numba.vector import at, lane_count, vadd, vbroadcast, vfma, vload, vload_as, vstore, vzero
 
-UNIT_TILE = 5  # units per register tile: 2 x 5 vector accumulators (+ 2 inputs) fit in 16 ymm registers
+UNIT_TILE = 5  # units per register tile: 2 x 5 vector accumulators (+ 2 inputs) fit AVX2's 16 vector registers
 # The backward pass reads all of a block's dense pixels once per group of units whose deltas take at
 # most flags.L1_ROWS_BYTES: 30 units at float32, 15 at float64, so at hidden 10 all units at once, as
 # before. Measured on a whole pass over MNIST at 784-128-10 float32, against all 128 units' deltas

@@ -4,7 +4,7 @@ the few operations the layer kernels need.
 Why: the first layer walks each sample's non-zero pixels and, per pixel, adds a row of weights
 into the sample's unit sums. LLVM's loop vectoriser only vectorises long inner loops; for a row of
 16 units it unrolls the loop into scalars instead. These intrinsics say "one vector" directly, so
-the unit sums stay in ymm registers across the pixel loop.
+the unit sums stay in vector registers across the pixel loop.
 
 A ``Vec`` holds 256 bits of one float dtype, 8 float32 or 4 float64 lanes; float64 takes 512 bits
 (8 lanes) where Numba compiles for AVX-512 (:data:`FLOAT64_VECTOR_BITS`). On CPUs without AVX,
@@ -39,22 +39,22 @@ def _compiles_for_avx512():
 FLOAT64_VECTOR_BITS = 512 if _compiles_for_avx512() else VECTOR_BITS
 
 
-def vector_bits(bitwidth):
-    """How many bits a Vec of floats of this many bits holds."""
-    return FLOAT64_VECTOR_BITS if bitwidth == 64 else VECTOR_BITS
+def lanes_of(bitwidth):
+    """How many floats of this many bits one Vec holds: 8 float32; 4 float64, or 8 on AVX-512."""
+    return (FLOAT64_VECTOR_BITS if bitwidth == 64 else VECTOR_BITS) // bitwidth
 
 
 def dtype_lane_count(dtype):
-    """How many values of a numpy dtype one Vec holds: 8 float32; 4 float64, or 8 on AVX-512."""
-    return vector_bits(8 * dtype.itemsize) // (8 * dtype.itemsize)
+    """How many values of a numpy float dtype one Vec holds (lanes_of)."""
+    return lanes_of(8 * dtype.itemsize)
 
 
 class Vec(types.Type):
-    """A vector of vector_bits(its dtype's bits) of one float dtype."""
+    """A vector of one float dtype, lanes_of(its bits) lanes."""
 
     def __init__(self, dtype):
         self.dtype = dtype
-        self.lanes = vector_bits(dtype.bitwidth) // dtype.bitwidth
+        self.lanes = lanes_of(dtype.bitwidth)
         super().__init__(name=f"Vec({dtype} x {self.lanes})")
 
 
