@@ -1,7 +1,7 @@
 """The numba backend's compiled epoch (.epoch): which batches it runs (those whose activations and
 deltas fit flags.FUSED_EPOCH_MAX_BYTES; larger ones are stepped with the full-batch pass, with the
-same results), and its threads' slabs of layer 1's weights (run_epoch): contiguous whole passes
-covering every unit, left in the W1T buffer, which the next pass gathers pixel-major again. (That
+same results), and its threads' slabs of layer 1's weights (run_epoch): contiguous whole shares
+(epoch.share_width) covering every unit, left in the W1T buffer, which the next pass gathers pixel-major again. (That
 one thread and two give the same bits: tests/test_epoch.py.)"""
 
 import numba
@@ -9,20 +9,23 @@ import numpy as np
 import pytest
 
 import fastnet
-from fastnet.backends.numba import first_layer, flags, sparse_pixels
-from fastnet.backends.numba.epoch import part_units
+from fastnet.backends.numba import first_layer, flags
+from fastnet.backends.numba.epoch import part_units, share_width
 from fastnet.backends.numba.vector import dtype_lane_count
 from fastnet.backends.numba.workspace import padded_units
 from fastnet.tolerances import TOLERANCES
 
 
-@pytest.mark.parametrize("hidden", [1, 10, 24, 64, 96, 200, 1024])
+@pytest.mark.parametrize("hidden", [1, 10, 24, 32, 64, 96, 200, 1024])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_the_slabs_are_contiguous_whole_passes_covering_every_unit(hidden, dtype):
+def test_the_slabs_are_contiguous_whole_shares_covering_every_unit(hidden, dtype):
+    lanes = dtype_lane_count(np.dtype(dtype))
     Hp = padded_units(hidden, np.dtype(dtype))
-    passes = sparse_pixels.passes(Hp, dtype_lane_count(np.dtype(dtype)))
-    width = Hp // passes
-    for parts in range(1, min(passes, 3) + 1):  # the backend runs at most one thread per pass
+    width = share_width(Hp, lanes)
+    assert Hp % width == 0 and width // lanes in (2, 3, 4)  # a pass of sparse_pixels.sum_rows
+    if Hp == 4 * lanes:  # one full-batch pass (hidden 25-32 at 8 lanes), cut in two shares for two threads
+        assert width == 2 * lanes
+    for parts in range(1, min(Hp // width, 3) + 1):  # the backend runs at most one thread per share
         slabs = [part_units.py_func(Hp, width, part, parts) for part in range(parts)]
         assert slabs[0][0] == 0 and slabs[-1][1] == Hp
         assert all(a[1] == b[0] for a, b in zip(slabs, slabs[1:])), slabs

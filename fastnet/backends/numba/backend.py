@@ -215,8 +215,8 @@ class NumbaBackend(Backend):
                                  take=subset_epoch_features)
         ws = self._workspace(net)
         b = ws.buffers
-        # the first layer's passes over each sample's entries are shared out among the threads
-        parts = 1 if checked else min(self._threads, sparse_pixels.passes(b.Hp, ws.lanes))
+        width = epoch.share_width(b.Hp, ws.lanes)  # the first layer's units are shared out among the threads
+        parts = 1 if checked else min(self._threads, b.Hp // width)
         buffers = ws.for_epoch(-(-min(batch_size, len(order)) // flags.BLOCK), parts)
         batches = -(-len(order) // batch_size)
         losses, accuracies = np.empty(batches), np.empty(batches)
@@ -226,7 +226,7 @@ class NumbaBackend(Backend):
         def args(part):  # run_epoch's
             return (net.flat, b.W1T, b.Hp, features, labels, order, batch_size, lr,
                     math.nan if first_loss is None else float(first_loss), float(max_ratio), b.layers, buffers,
-                    losses, accuracies, checked, part, parts, sync, train)
+                    losses, accuracies, checked, width, part, parts, sync, train)
 
         def run(part):
             results[part] = epoch.run_epoch(*args(part))

@@ -5,8 +5,9 @@ Why a kernel of its own: a batch of 64 is ~15 µs of arithmetic, while going bac
 (choosing its rows, checks, a parallel launch, the divergence check) costs several times that.
 Batches are sequential by nature (each starts from the previous one's parameters). Within a batch,
 the first layer (~90% of the time at hidden 64) is shared out by units: the kernel runs on up to
-as many threads as a sample's entries take passes (sparse_pixels.sum_rows: 4 vectors of units per
-pass), each thread summing and updating the units of a contiguous range of passes, whose weights
+as many threads as there are shares of units, each a pass over a sample's entries
+(sparse_pixels.sum_rows: 2 to 4 vectors of units per pass; share_width), each thread summing and
+updating the units of a contiguous run of shares, whose weights
 it keeps in a slab of its own (run_epoch), and the threads meet twice per batch at a spin barrier
 (.sync) around the rest, which thread 0 runs. A unit is computed by the
 same code in the same order whichever thread runs it, so the result does not depend on the thread
@@ -45,9 +46,9 @@ from fastnet.backends.numba.first_layer import _activate, add_bias_gradient, gat
 from fastnet.backends.numba.flags import INLINE, NJIT, NJIT_SIMD
 from fastnet.backends.numba.layers import B_AT, N_IN, N_OUT, W_AT
 from fastnet.backends.numba.softmax import softmax_xent
-from fastnet.backends.numba.sparse_pixels import add_rows, sum_rows, vectors_per_pass
+from fastnet.backends.numba.sparse_pixels import add_rows, passes, sum_rows
 from fastnet.backends.numba.sync import wait_all
-from fastnet.backends.numba.vector import lane_count, prefetch
+from fastnet.backends.numba.vector import prefetch
 
 PREFETCH_AHEAD = 2  # samples: far enough for their entries to arrive, near enough to stay in cache
 
@@ -100,15 +101,16 @@ def _prefetch_rows(f, sample):
 
 
 @njit(**NJIT_SIMD)
-def _first_layer_sums(A, z, order, n0, nb, f, W1S, Hs, u0, H):
+def _first_layer_sums(A, z, order, n0, nb, f, W1S, Hs, width, u0, H):
     """A[h, b] = sum over the entries k of sample order[n0 + b] of val[k] * W1[h, idx[k]]
     (unscaled), for b < nb and this thread's units h = u0 .. u0 + Hs (below H), whose weights are
-    its slab W1S (see run_epoch); z (Hs,) is scratch."""
+    its slab W1S (see run_epoch), one pass over the entries per share of ``width`` units; z (Hs,)
+    is scratch."""
     last = order.shape[0] - 1
     for b in range(nb):
         _prefetch_rows(f, order[min(n0 + b + PREFETCH_AHEAD, last)])
         sample = order[n0 + b]
-        sum_rows(z, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, W1S, Hs)
+        sum_rows(z, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, W1S, Hs, width)
         for h in range(u0, min(u0 + Hs, H)):
             A[h, b] = z[h - u0]
 
@@ -157,10 +159,10 @@ def _upper_layers(flat, f, y, order, s, n, lr, layers, buffers, train):
 
 
 @njit(**NJIT)
-def _first_layer_update(W1S, e, f, order, s, n, lr, deltas_by_block, Hs, u0, H):
+def _first_layer_update(W1S, e, f, order, s, n, lr, deltas_by_block, Hs, width, u0, H):
     """W1 -= lr / n * sum over the batch's samples of x_b outer d_b, sample by sample straight into
-    this thread's slab W1S (units u0 .. u0 + Hs, see run_epoch); e (Hs,) is scratch, zero from
-    unit H on."""
+    this thread's slab W1S (units u0 .. u0 + Hs, see run_epoch; a pass per share of ``width``
+    units); e (Hs,) is scratch, zero from unit H on."""
     Bk = deltas_by_block.shape[2]
     t = W1S.dtype.type
     c = -(t(lr) * t(1 / n)) * f.scale
@@ -171,30 +173,43 @@ def _first_layer_update(W1S, e, f, order, s, n, lr, deltas_by_block, Hs, u0, H):
             sample = order[n0 + b]
             for h in range(u0, min(u0 + Hs, H)):
                 e[h - u0] = deltas[h, b] * c  # its deltas * -lr/n * scale
-            add_rows(W1S, e, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, Hs)
+            add_rows(W1S, e, f.ptr[sample], f.ptr[sample + 1], f.idx, f.val, Hs, width)
+
+
+def share_width(Hp, lanes):
+    """How many of the first layer's Hp units make one share of them between the epoch's threads
+    (from Python; run_epoch takes it), each share one pass over a sample's entries: a full-batch
+    pass's (sparse_pixels.passes), except that a single pass of 4 vectors is cut into two shares of
+    2 vectors, for two threads. The shares depend on Hp alone, never on the thread count: a unit
+    is summed in the same order by one thread or two.
+
+    Why the cut: at hidden 25-32 (8 lanes) an epoch ran on one thread (README, *On the Intel host
+    again*)."""
+    return 2 * lanes if Hp == 4 * lanes else Hp // passes(Hp, lanes)
 
 
 @njit(**NJIT, **INLINE)
 def part_units(Hp, width, part, parts):
-    """The units (u0, u1) of thread ``part``'s slab: a contiguous share of the passes of ``width``
+    """The units (u0, u1) of thread ``part``'s slab: a contiguous run of the shares of ``width``
     units each, the first threads taking one more when they do not divide evenly. parts must be at
-    most Hp // width (the backend runs no more threads than passes)."""
-    passes = Hp // width
-    first = part * (passes // parts) + min(part, passes % parts)
-    count = passes // parts + (1 if part < passes % parts else 0)
+    most Hp // width (the backend runs no more threads than shares)."""
+    count_all = Hp // width
+    first = part * (count_all // parts) + min(part, count_all % parts)
+    count = count_all // parts + (1 if part < count_all % parts else 0)
     return first * width, (first + count) * width
 
 
 @njit(**NJIT)
 def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio, layers, buffers, losses, accuracies,
-              checked, part, parts, sync, train):
+              checked, width, part, parts, sync, train):
     """Batches order[0:batch_size], order[batch_size:2 * batch_size], ... until the end or the
     first unsound batch. losses and accuracies get one entry per batch run; a NaN first_loss means
     "this epoch's first batch's".
 
     Run by ``parts`` threads at once, thread ``part`` each (sync: their shared barrier, zeroed; see
-    .sync). The first layer's units are shared out by passes over a sample's entries
-    (sparse_pixels.sum_rows): thread p takes a contiguous range of them (part_units) and keeps its
+    .sync). The first layer's units are shared out in shares of ``width`` units (share_width), each
+    a pass over a sample's entries (sparse_pixels.sum_rows): thread p takes a contiguous run of
+    them (part_units) and keeps its
     units' weights in a slab of its own, W1S[d * Hs + h - u0] = W1[h, d], D * Hs values of the
     buffer W1T (D * Hp) from D * u0 on, filled from flat here (first_layer.gather_pixel_major) and
     written back at the end. Thread 0 alone runs the rest of each batch (the upper layers, the
@@ -218,7 +233,6 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
     N = order.shape[0]
     D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
     Bk = buffers.acts.shape[2]
-    width = vectors_per_pass(Hp, lane_count(W1T)) * lane_count(W1T)  # units per pass over a sample's entries
     u0, u1 = part_units(Hp, width, part, parts)
     Hs = u1 - u0
     W1S = W1T[D * u0:D * u1]
@@ -232,7 +246,7 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
         n = min(batch_size, N - s)
         for blk in range(-(-n // Bk)):
             n0, nb = s + blk * Bk, min(Bk, n - blk * Bk)
-            _first_layer_sums(buffers.acts[blk], z, order, n0, nb, f, W1S, Hs, u0, H)
+            _first_layer_sums(buffers.acts[blk], z, order, n0, nb, f, W1S, Hs, width, u0, H)
         if parts > 1:
             met += 1
             wait_all(sync, met * parts)
@@ -251,7 +265,7 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
             wait_all(sync, met * parts)
             stopped = sync[1]
         if train:
-            _first_layer_update(W1S, e, f, order, s, n, lr, buffers.deltas, Hs, u0, H)
+            _first_layer_update(W1S, e, f, order, s, n, lr, buffers.deltas, Hs, width, u0, H)
         i += 1
         if stopped != RAN:  # the unsound batch's update is applied, as the generic epoch's
             break
@@ -270,7 +284,7 @@ def kernel_calls(*args):
     them (with those _upper_layers calls), the costliest to compile at the two ends (.compiling).
     Keep in step with run_epoch (a test checks it, as for chunks.kernel_calls)."""
     (flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio, layers, buffers, losses, accuracies,
-     checked, part, parts, sync, train) = args
+     checked, width, part, parts, sync, train) = args
     H, s, n = layers[0, N_OUT], 0, 0
     acts, deltas, labels = buffers.acts[0], buffers.deltas[0], buffers.labels[0]
     return KernelCalls(
@@ -280,5 +294,6 @@ def kernel_calls(*args):
                (upper_layers.backward, (buffers.flat_grad, deltas, acts, n, labels, flat, layers)),
                (_upper_layers, (flat, f, y, order, s, n, lr, layers, buffers, train)),
                (gather_pixel_major, (W1T, Hp, 0, flat, layers)),
-               (_first_layer_update, (W1T, buffers.unit_deltas[part], f, order, s, n, lr, buffers.deltas, Hp, 0, H)),
-               (_first_layer_sums, (acts, buffers.unit_sums[part], order, s, n, f, W1T, Hp, 0, H))])
+               (_first_layer_update, (W1T, buffers.unit_deltas[part], f, order, s, n, lr, buffers.deltas, Hp, Hp, 0,
+                                      H)),
+               (_first_layer_sums, (acts, buffers.unit_sums[part], order, s, n, f, W1T, Hp, Hp, 0, H))])

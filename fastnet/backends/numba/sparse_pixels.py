@@ -42,7 +42,8 @@ def vectors_per_pass(Hp, lanes):
 
 
 def passes(Hp, lanes):
-    """How many passes over a sample's entries sum_rows and add_rows make (from Python)."""
+    """How many passes over a sample's entries sum_rows and add_rows make in a full-batch pass
+    (from Python)."""
     return Hp // (lanes * vectors_per_pass.py_func(Hp, lanes))
 
 
@@ -105,12 +106,19 @@ def _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp):
 
 
 @njit(**NJIT_SIMD, **INLINE)
-def sum_rows(z, lo, hi, idx, val, W1T, Hp):
+def pass_width(Hp, lanes):
+    """The units one pass over a sample's entries takes, rows of Hp units: vectors_per_pass."""
+    return vectors_per_pass(Hp, lanes) * lanes
+
+
+@njit(**NJIT_SIMD, **INLINE)
+def sum_rows(z, lo, hi, idx, val, W1T, Hp, width):
     """z[:Hp] = sum over one sample's entries [lo, hi) of val[k] * W1T's row idx[k], rows of Hp
     units (all of layer 1's, padded; or a thread's slab of them, .epoch): one pass over the entries
-    per V vectors of units (vectors_per_pass), the sums held in registers."""
-    V = vectors_per_pass(Hp, lane_count(W1T))
-    for t in range(0, Hp, V * lane_count(W1T)):
+    per ``width`` units (2, 3 or 4 vectors: pass_width, or .epoch's shares), the sums held in
+    registers."""
+    V = width // lane_count(W1T)
+    for t in range(0, Hp, width):
         if V == 2:
             _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp)
         else:
@@ -128,7 +136,7 @@ def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
         for b in range(nb):
             lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
             if lo != hi:
-                sum_rows(z, lo, hi, idx, val, W1T, Hp)
+                sum_rows(z, lo, hi, idx, val, W1T, Hp, pass_width(Hp, lane_count(W1T)))
                 for h in range(H):
                     acts[h, b] += z[h]
         return
@@ -138,19 +146,19 @@ def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
         for j in range(T):  # an empty row's sums are zeros, and so are those past the last sample
             lo = at(ptr, n0 + b0 + j) if j < n else 0
             hi = at(ptr, n0 + b0 + j + 1) if j < n else 0
-            sum_rows(sums[j], lo, hi, idx, val, W1T, Hp)
+            sum_rows(sums[j], lo, hi, idx, val, W1T, Hp, pass_width(Hp, lane_count(W1T)))
         _add_transposed_sums(acts, b0, sums, n, H)
 
 
 @njit(**NJIT_SIMD)
-def add_rows(rows, e, lo, hi, idx, val, Hp):
+def add_rows(rows, e, lo, hi, idx, val, Hp, width):
     """rows[idx[k] * Hp + h] += e[h] * val[k] for one sample's entries [lo, hi): a pixel-major
     gradient (backward) or the weights themselves (a mini-batch update, .epoch). The sample's e
-    (Hp,) stays in registers, V vectors at a time (one pass over the entries per V vectors, as in
-    sum_rows)."""
+    (Hp,) stays in registers, ``width`` units at a time (one pass over the entries per ``width``
+    units, as in sum_rows)."""
     lanes = lane_count(rows)
-    V = vectors_per_pass(Hp, lanes)
-    for t in range(0, Hp, V * lanes):
+    V = width // lanes
+    for t in range(0, Hp, width):
         d0, d1 = vload(e, t), vload(e, t + lanes)
         d2 = vload(e, t + 2 * lanes) if V > 2 else d0
         d3 = vload(e, t + 3 * lanes) if V > 3 else d0
@@ -179,7 +187,7 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
             if lo != hi:
                 for h in range(H):
                     e[h] = deltas[h, b] * scale
-                add_rows(w1t_grad, e, lo, hi, idx, val, Hp)
+                add_rows(w1t_grad, e, lo, hi, idx, val, Hp, pass_width(Hp, lane_count(e)))
         return
     T = scaled.shape[0]
     for b0 in range(0, nb, T):
@@ -188,7 +196,7 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
         for j in range(n):
             lo, hi = at(ptr, n0 + b0 + j), at(ptr, n0 + b0 + j + 1)
             if lo != hi:
-                add_rows(w1t_grad, scaled[j], lo, hi, idx, val, Hp)
+                add_rows(w1t_grad, scaled[j], lo, hi, idx, val, Hp, pass_width(Hp, lane_count(scaled)))
 
 
 # The two moves in tiles are kernels of their own, not inlined: in first_layer's passes, which
