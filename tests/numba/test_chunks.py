@@ -31,8 +31,9 @@ def test_float32_awkward_shapes_in_many_chunks_match_float64_reference(many_chun
 
 
 def test_chunk_counts():
-    assert flags.n_chunks(1) == 1 and flags.n_chunks(59_000) == flags.N_CHUNKS
-    assert flags.n_chunks(2 * flags.MIN_CHUNK_SAMPLES) == 2  # a mini-batch pays for few buffers
+    assert flags.n_chunks(1) == 1 and flags.n_chunks(flags.BLOCK) == 1 and flags.n_chunks(59_000) == flags.N_CHUNKS
+    assert flags.n_chunks(flags.BLOCK + 1) == 2  # two blocks: two chunks, for two cores
+    assert flags.n_chunks(4 * flags.MIN_CHUNK_SAMPLES + 1) == 4  # a small dataset pays for few buffers
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
