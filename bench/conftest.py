@@ -1,8 +1,8 @@
 """Benchmark fixtures, and the speed targets checked at the end of a timed run.
 
 Targets are ratios of medians measured in the same run, never absolute times: the cases of one
-network timed in turns (bench/test_targets.py; a run without that file checks only the cost per
-sample). After a timed run (`--benchmark-only`) the summary prints every ratio; a missed target
+network, and the scaling series, timed in turns (bench/test_targets.py; a run without that file
+checks only the cost per sample, from the scaling cases timed one after another). After a timed run (`--benchmark-only`) the summary prints every ratio; a missed target
 fails the run, and a target whose peer is not installed is listed as not timed. Untimed runs
 (`--benchmark-disable`) check agreement.
 """
@@ -63,9 +63,10 @@ def train_split(tmp_path_factory):
 
 
 def target_report(targets=TARGETS, scaling=True):
-    """[(line, met)] for every target whose two cases were timed in this run: the ratios from the
-    cases timed in turns (bench/test_targets.py), the cost per sample from the scaling cases; met
-    is None for a target left out because its peer is not installed."""
+    """[(line, met)] for every target whose two cases were timed in this run: the ratios, and the
+    cost per sample of the scaling series, from the cases timed in turns (bench/test_targets.py;
+    the cost per sample from test_scaling's one-after-another medians in a run without it); met is
+    None for a target left out because its peer is not installed."""
     rows = []
     for fast, slow, minimum, what in targets:
         missing = missing_reason(fast.backend) or missing_reason(slow.backend)
@@ -74,8 +75,9 @@ def target_report(targets=TARGETS, scaling=True):
         if fast in INTERLEAVED and slow in INTERLEAVED:
             speedup = INTERLEAVED[slow] / INTERLEAVED[fast]
             rows.append((f"{what}: {speedup:.2f}x (target >= {minimum:g}x)", speedup >= minimum))
-    if scaling and all(c in RESULTS for c in SCALING_CASES):
-        per_sample = [RESULTS[c] / c.n * 1e6 for c in SCALING_CASES]
+    timed = INTERLEAVED if all(c in INTERLEAVED for c in SCALING_CASES) else RESULTS
+    if scaling and all(c in timed for c in SCALING_CASES):
+        per_sample = [timed[c] / c.n * 1e6 for c in SCALING_CASES]
         spread = max(per_sample) / min(per_sample)
         text = ", ".join(f"N={c.n:,}: {p:.2f} us" for c, p in zip(SCALING_CASES, per_sample))
         rows.append((f"cost per sample {text} (spread {spread:.2f}, target <= {LINEARITY_SLACK})",

@@ -1,6 +1,6 @@
 """The speed targets' and goals' ratios (bench/conftest.py), measured with the cases of a group
-(fastnet.benchmarks.timing_groups: one network) timed in turns (time_interleaved), so that a slow
-spell of the machine falls on both sides of a ratio alike. One test per group: its cases are
+(fastnet.benchmarks.timing_groups: one network, or the scaling series) timed in turns
+(time_interleaved), so that a slow spell of the machine falls on both sides of a ratio alike. One test per group: its cases are
 checked against the float64 reference, warmed up, then timed; pytest-benchmark's figure for the
 test is the whole measurement, and each case's median goes into ``extra_info`` and into the
 targets printed at the end of the run. Untimed (--benchmark-disable), one round is run after the
@@ -11,11 +11,12 @@ import statistics
 import pytest
 
 from bench.conftest import GOALS, INTERLEAVED, TARGETS
-from fastnet.benchmarks import checked_run, time_interleaved, timing_groups
+from fastnet.benchmarks import SCALING_CASES, checked_run, time_interleaved, timing_groups
 from fastnet.peers import missing_reason
 
 ROUNDS = {10: 11, 128: 5, 64: 3}  # per hidden width of the targets' cases: rounds in a timed run
-CASES = list(dict.fromkeys(case for fast, slow, _, _ in TARGETS + GOALS for case in (fast, slow)))
+# the targets' and goals' cases, and the scaling series (its cost per sample is a target too)
+CASES = list(dict.fromkeys([case for fast, slow, _, _ in TARGETS + GOALS for case in (fast, slow)] + SCALING_CASES))
 
 
 @pytest.mark.parametrize("group", timing_groups(CASES), ids=lambda group: group[0].group.rsplit(" ", 1)[0])
