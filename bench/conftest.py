@@ -2,9 +2,10 @@
 
 Targets are ratios of medians measured in the same run, never absolute times: the cases of one
 network, and the scaling series, timed in turns (bench/test_targets.py; a run without that file
-checks only the cost per sample, from the scaling cases timed one after another). After a timed run (`--benchmark-only`) the summary prints every ratio; a missed target
-fails the run, and a target whose peer is not installed is listed as not timed. Untimed runs
-(`--benchmark-disable`) check agreement.
+checks only the cost per sample, from the scaling cases timed one after another). After a timed run
+(`--benchmark-only`) the summary prints every ratio; a missed target fails the run, and a target
+whose peer is not installed is listed as not timed. Untimed runs (`--benchmark-disable`) check
+agreement.
 """
 
 from __future__ import annotations

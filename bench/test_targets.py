@@ -1,10 +1,10 @@
 """The speed targets' and goals' ratios (bench/conftest.py), measured with the cases of a group
 (fastnet.benchmarks.timing_groups: one network, or the scaling series) timed in turns
-(time_interleaved), so that a slow spell of the machine falls on both sides of a ratio alike. One test per group: its cases are
-checked against the float64 reference, warmed up, then timed; pytest-benchmark's figure for the
-test is the whole measurement, and each case's median goes into ``extra_info`` and into the
-targets printed at the end of the run. Untimed (--benchmark-disable), one round is run after the
-agreement checks, so that the timing code runs too."""
+(time_interleaved), so that a slow spell of the machine falls on both sides of a ratio alike. One
+test per group: its cases are checked against the float64 reference, warmed up, then timed;
+pytest-benchmark's figure for the test is the whole measurement, and each case's median goes into
+``extra_info`` and into the targets printed at the end of the run. Untimed (--benchmark-disable),
+one round is run after the agreement checks, so that the timing code runs too."""
 
 import statistics
 
