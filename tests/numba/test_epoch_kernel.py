@@ -1,8 +1,8 @@
 """The numba backend's compiled epoch (.epoch): which batches it runs (those whose activations and
 deltas fit flags.FUSED_EPOCH_MAX_BYTES; larger ones are stepped with the full-batch pass, with the
 same results), and its threads' slabs of layer 1's weights (run_epoch): contiguous whole shares
-(epoch.share_width) covering every unit, left in the W1T buffer, which the next pass gathers pixel-major again. (That
-one thread and two give the same bits: tests/test_epoch.py.)"""
+(epoch.share_width) covering every unit, left in the W1T buffer, which the next pass gathers
+pixel-major again. (That one thread and two give the same bits: tests/test_epoch.py.)"""
 
 import numba
 import numpy as np
