@@ -20,7 +20,7 @@ from fastnet.data import load_mnist, split_dev
 from tests.helpers import real_mnist_dir
 
 RESULTS = {}  # Case -> median seconds per step, filled by each timed benchmark
-INTERLEAVED = {}  # Case or EpochCase of the targets -> its median seconds, the cases of one network timed in turns
+INTERLEAVED = {}  # Case or EpochCase of the targets and scaling series -> its median seconds, a group's timed in turns
 FLOORS = {}  # Case -> the hardware floor's share of its median step (fastnet.benchmarks.floor_seconds)
 STARTS = {}  # "step" | "epoch" -> (cold, warm) seconds of a fresh process to its first result
 

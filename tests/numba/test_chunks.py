@@ -34,6 +34,7 @@ def test_chunk_counts():
     assert flags.n_chunks(1) == 1 and flags.n_chunks(flags.BLOCK) == 1 and flags.n_chunks(59_000) == flags.N_CHUNKS
     assert flags.n_chunks(flags.BLOCK + 1) == 2  # two blocks: two chunks, for two cores
     assert flags.n_chunks(4 * flags.MIN_CHUNK_SAMPLES + 1) == 4  # a small dataset pays for few buffers
+    assert flags.n_chunks(5 * flags.MIN_CHUNK_SAMPLES) == 4  # an even count: equal shares for two threads
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -183,9 +183,11 @@ def share_width(Hp, lanes):
     2 vectors, for two threads. The shares depend on Hp alone, never on the thread count: a unit
     is summed in the same order by one thread or two.
 
-    Why the cut: at hidden 25-32 (8 lanes) an epoch ran on one thread (README, *On the Intel host
-    again*)."""
-    return 2 * lanes if Hp == 4 * lanes else Hp // passes(Hp, lanes)
+    Why the cut: at hidden 25-32 with 8 lanes (13-16 with float64's 4) an epoch ran on one thread
+    (README, *On the Intel host again*)."""
+    width = 2 * lanes if Hp == 4 * lanes else Hp // passes(Hp, lanes)
+    assert Hp % width == 0 and width // lanes in (2, 3, 4), (Hp, lanes)  # what sum_rows and add_rows take
+    return width
 
 
 @njit(**NJIT, **INLINE)
@@ -294,6 +296,6 @@ def kernel_calls(*args):
                (upper_layers.backward, (buffers.flat_grad, deltas, acts, n, labels, flat, layers)),
                (_upper_layers, (flat, f, y, order, s, n, lr, layers, buffers, train)),
                (gather_pixel_major, (W1T, Hp, 0, flat, layers)),
-               (_first_layer_update, (W1T, buffers.unit_deltas[part], f, order, s, n, lr, buffers.deltas, Hp, Hp, 0,
-                                      H)),
-               (_first_layer_sums, (acts, buffers.unit_sums[part], order, s, n, f, W1T, Hp, Hp, 0, H))])
+               (_first_layer_update, (W1T, buffers.unit_deltas[part], f, order, s, n, lr, buffers.deltas, Hp, width,
+                                      0, H)),
+               (_first_layer_sums, (acts, buffers.unit_sums[part], order, s, n, f, W1T, Hp, width, 0, H))])

@@ -37,14 +37,14 @@ def gather_weights(W1T, Hp, W1U, flat, layers):
 
 
 @njit(**NJIT)
-def gather_pixel_major(rows, width, u0, flat, layers):
-    """rows[d * width + j] = W1[u0 + j, d] for j below width, 0 for the padding units from H on:
-    all of layer 1's units (W1T: u0 = 0, width Hp) or a thread's slab of them (.epoch)."""
+def gather_pixel_major(rows, row_units, u0, flat, layers):
+    """rows[d * row_units + j] = W1[u0 + j, d] for j below row_units, 0 for the padding units from
+    H on: all of layer 1's units (W1T: u0 = 0, row_units Hp) or a thread's slab of them (.epoch)."""
     D, H, w0 = layers[0, N_IN], layers[0, N_OUT], layers[0, W_AT]
     for d in range(D):
-        for j in range(width):
+        for j in range(row_units):
             h = u0 + j
-            rows[d * width + j] = flat[w0 + h * D + d] if h < H else 0
+            rows[d * row_units + j] = flat[w0 + h * D + d] if h < H else 0
 
 
 @njit(**NJIT, **INLINE)

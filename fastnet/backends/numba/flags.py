@@ -45,19 +45,23 @@ L1_ROWS_BYTES = 16384
 # The split depends only on N, never on the thread count, so results are bit-identical for any
 # number of threads. At most N_CHUNKS (keeps up to 16 cores busy), and at least MIN_CHUNK_SAMPLES
 # samples per chunk, so a small dataset does not pay for zeroing, folding and summing 16 buffers
-# (a chunk's lane sums alone are ~140 KB at 784-10-10 float32), but two chunks from two blocks on,
-# so that two cores work. MIN_CHUNK_SAMPLES was 512 (and no floor of two); against that, a float32
-# step at 784-10-10 took 0.93x the time at 2,000 samples (3 chunks -> 2), 0.92x at 4,000 (7 -> 2),
-# 0.89x at 10,000 (16 -> 4), 1.00x at 20,000 (16 -> 9), the same 16 from 32,768 on (an Intel
-# host, two threads, medians of 11 alternated in one process).
+# (a chunk's lane sums alone are ~140 KB at 784-10-10 float32), in an even number (two threads get
+# equal shares) and two from two blocks on, so that two cores work: tuned for 2 cores, where a
+# dataset of 4,096-32,767 samples keeps at most 4-14 of them busy. MIN_CHUNK_SAMPLES was 512 (no
+# floor of two, any count); against that, a float32 step at 784-10-10 took 0.93x the time at 2,000
+# samples (3 chunks -> 2), 0.92x at 4,000 (7 -> 2), 0.89x at 10,000 (16 -> 4), 1.00x at 20,000
+# (16 -> 9, before the count was made even), the same 16 from 32,768 on (an Intel host, two
+# threads, medians of 11 alternated in one process).
 N_CHUNKS = 16
 MIN_CHUNK_SAMPLES = 2048
 
 
 def n_chunks(n_samples):
-    """How many chunks a pass over ``n_samples`` samples uses (never more than it has blocks)."""
+    """How many chunks a pass over ``n_samples`` samples uses: up to N_CHUNKS of at least
+    MIN_CHUNK_SAMPLES, an even number, at least two from two blocks on, never more than blocks."""
     blocks = -(-n_samples // BLOCK)
-    return max(min(2, blocks), min(N_CHUNKS, n_samples // MIN_CHUNK_SAMPLES, blocks))
+    count = min(N_CHUNKS, n_samples // MIN_CHUNK_SAMPLES, blocks)
+    return max(min(2, blocks), count - count % 2)
 
 
 # Mini-batch epochs run in one compiled call (.epoch) while a batch's activations and deltas (kept

@@ -128,7 +128,7 @@ def sum_rows(z, lo, hi, idx, val, W1T, Hp, width):
 @njit(**NJIT_SIMD, **INLINE)
 def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
     """acts[h, b] += sum over row n0 + b's sparse non-zero pixels d of x[d] * W1[h, d]
-    (unscaled): per sample, one pass over its entries per V vectors of units, the sums held in
+    (unscaled): per sample, one pass over its entries per pass_width units, the sums held in
     registers, then stored in ``sums`` (SAMPLE_TILE, Hp), scratch, and moved into acts (see
     SAMPLE_TILE). In tiles, the rows from H up to a whole vector get the padding units' sums, zero."""
     if not _in_tiles(acts, H):
