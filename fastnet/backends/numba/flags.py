@@ -47,11 +47,12 @@ L1_ROWS_BYTES = 16384
 # samples per chunk, so a small dataset does not pay for zeroing, folding and summing 16 buffers
 # (a chunk's lane sums alone are ~140 KB at 784-10-10 float32), in an even number (two threads get
 # equal shares) and two from two blocks on, so that two cores work: tuned for 2 cores, where a
-# dataset of 4,096-32,767 samples keeps at most 4-14 of them busy. MIN_CHUNK_SAMPLES was 512 (no
+# dataset of 4,096-32,767 samples keeps at most 2-14 of them busy. MIN_CHUNK_SAMPLES was 512 (no
 # floor of two, any count); against that, a float32 step at 784-10-10 took 0.93x the time at 2,000
 # samples (3 chunks -> 2), 0.92x at 4,000 (7 -> 2), 0.89x at 10,000 (16 -> 4), 1.00x at 20,000
-# (16 -> 9, before the count was made even), the same 16 from 32,768 on (an Intel host, two
-# threads, medians of 11 alternated in one process).
+# (16 -> 9, before the count was made even), the same 16 from 32,768 on; the final rule against
+# 512: 0.99x at 6,000 (11 -> 2), 0.95x at 12,000 (16 -> 4) and at 20,000 (16 -> 8) (an Intel host,
+# two threads, medians of 11 alternated in one process).
 N_CHUNKS = 16
 MIN_CHUNK_SAMPLES = 2048
 
