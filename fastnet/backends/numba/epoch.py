@@ -4,14 +4,13 @@ with no Python between batches.
 Why a kernel of its own: a batch of 64 is ~15 µs of arithmetic, while going back to Python for it
 (choosing its rows, checks, a parallel launch, the divergence check) costs several times that.
 Batches are sequential by nature (each starts from the previous one's parameters). Within a batch,
-the first layer (~90% of the time at hidden 64) is shared out by units: the kernel runs on up to
-as many threads as there are shares of units, each a pass over a sample's entries
+the first layer (~90% of the time at hidden 64) is shared out by units: the kernel runs on up to as
+many threads as there are shares of units, each a pass over a sample's entries
 (sparse_pixels.sum_rows: 2 to 4 vectors of units per pass; share_width), each thread summing and
-updating the units of a contiguous run of shares, whose weights
-it keeps in a slab of its own (run_epoch), and the threads meet twice per batch at a spin barrier
-(.sync) around the rest, which thread 0 runs. A unit is computed by the
-same code in the same order whichever thread runs it, so the result does not depend on the thread
-count.
+updating the units of a contiguous run of shares, whose weights it keeps in a slab of its own
+(run_epoch), and the threads meet twice per batch at a spin barrier (.sync) around the rest, which
+thread 0 runs. A unit is computed by the same code in the same order whichever thread runs it, so
+the result does not depend on the thread count.
 
 Layout. The samples are read in the caller's ``order`` straight from the dataset's compressed
 sparse rows of *all* non-zero pixels (``EpochFeatures``): a sample has ~150 of 784, and per sample
@@ -210,13 +209,13 @@ def run_epoch(flat, W1T, Hp, f, y, order, batch_size, lr, first_loss, max_ratio,
 
     Run by ``parts`` threads at once, thread ``part`` each (sync: their shared barrier, zeroed; see
     .sync). The first layer's units are shared out in shares of ``width`` units (share_width), each
-    a pass over a sample's entries (sparse_pixels.sum_rows): thread p takes a contiguous run of
-    them (part_units) and keeps its
-    units' weights in a slab of its own, W1S[d * Hs + h - u0] = W1[h, d], D * Hs values of the
-    buffer W1T (D * Hp) from D * u0 on, filled from flat here (first_layer.gather_pixel_major) and
-    written back at the end. Thread 0 alone runs the rest of each batch (the upper layers, the
-    softmax, the divergence guard) between two barriers. Every unit is computed by the same code in
-    the same order whoever runs it: the result is bit-identical for any number of threads.
+    a pass over a sample's entries (sparse_pixels.sum_rows): thread p takes a contiguous run of them
+    (part_units) and keeps its units' weights in a slab of its own, W1S[d * Hs + h - u0] = W1[h, d],
+    D * Hs values of the buffer W1T (D * Hp) from D * u0 on, filled from flat here
+    (first_layer.gather_pixel_major) and written back at the end. Thread 0 alone runs the rest of
+    each batch (the upper layers, the softmax, the divergence guard) between two barriers. Every
+    unit is computed by the same code in the same order whoever runs it: the result is bit-identical
+    for any number of threads.
 
     Why slabs: with the units of one pixel-major W1T interleaved between the threads (each thread
     128 bytes of every 256-byte row at hidden 64), two threads took 1.2-1.8x as long as one on an
