@@ -45,7 +45,7 @@ from fastnet.backends.numba.first_layer import _activate, add_bias_gradient, gat
 from fastnet.backends.numba.flags import INLINE, NJIT, NJIT_SIMD
 from fastnet.backends.numba.layers import B_AT, N_IN, N_OUT, W_AT
 from fastnet.backends.numba.softmax import softmax_xent
-from fastnet.backends.numba.sparse_pixels import add_rows, passes, sum_rows
+from fastnet.backends.numba.sparse_pixels import add_rows, pass_width, sum_rows
 from fastnet.backends.numba.sync import wait_all
 from fastnet.backends.numba.vector import prefetch
 
@@ -178,13 +178,13 @@ def _first_layer_update(W1S, e, f, order, s, n, lr, deltas_by_block, Hs, width, 
 def share_width(Hp, lanes):
     """How many of the first layer's Hp units make one share of them between the epoch's threads
     (from Python; run_epoch takes it), each share one pass over a sample's entries: a full-batch
-    pass's (sparse_pixels.passes), except that a single pass of 4 vectors is cut into two shares of
+    pass's (sparse_pixels.pass_width), except that a single pass of 4 vectors is cut into two shares of
     2 vectors, for two threads. The shares depend on Hp alone, never on the thread count: a unit
     is summed in the same order by one thread or two.
 
     Why the cut: at hidden 25-32 with 8 lanes (13-16 with float64's 4) an epoch ran on one thread
     (README, *On the Intel host again*)."""
-    width = 2 * lanes if Hp == 4 * lanes else Hp // passes(Hp, lanes)
+    width = 2 * lanes if Hp == 4 * lanes else pass_width.py_func(Hp, lanes)
     assert Hp % width == 0 and width // lanes in (2, 3, 4), (Hp, lanes)  # what sum_rows and add_rows take
     return width
 

@@ -35,16 +35,11 @@ def _in_tiles(rows, H):
 
 
 @njit(**NJIT_SIMD, **INLINE)
-def vectors_per_pass(Hp, lanes):
-    """How many vectors of units one pass over a sample's entries handles: all of them up to
-    three, else four (Hp is then a multiple of four vectors: asserted in .workspace)."""
-    return min(Hp // lanes, 4)
-
-
-def passes(Hp, lanes):
-    """How many passes over a sample's entries sum_rows and add_rows make in a full-batch pass
-    (from Python)."""
-    return Hp // (lanes * vectors_per_pass.py_func(Hp, lanes))
+def pass_width(Hp, lanes):
+    """The units one pass over a sample's entries takes in a full-batch pass, rows of Hp units: all
+    of them up to three vectors, else four vectors (Hp is then a multiple of four vectors: asserted
+    in .workspace). Plain arithmetic, so that Python code can call its py_func (.epoch)."""
+    return min(Hp // lanes, 4) * lanes
 
 
 @njit(**NJIT_SIMD)
@@ -106,12 +101,6 @@ def _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp):
 
 
 @njit(**NJIT_SIMD, **INLINE)
-def pass_width(Hp, lanes):
-    """The units one pass over a sample's entries takes, rows of Hp units: vectors_per_pass."""
-    return vectors_per_pass(Hp, lanes) * lanes
-
-
-@njit(**NJIT_SIMD, **INLINE)
 def sum_rows(z, lo, hi, idx, val, W1T, Hp, width):
     """z[:Hp] = sum over one sample's entries [lo, hi) of val[k] * W1T's row idx[k], rows of Hp
     units (all of layer 1's, padded; or a thread's slab of them, .epoch): one pass over the entries
@@ -131,12 +120,13 @@ def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
     (unscaled): per sample, one pass over its entries per pass_width units, the sums held in
     registers, then stored in ``sums`` (SAMPLE_TILE, Hp), scratch, and moved into acts (see
     SAMPLE_TILE). In tiles, the rows from H up to a whole vector get the padding units' sums, zero."""
+    width = pass_width(Hp, lane_count(W1T))
     if not _in_tiles(acts, H):
         z = sums[0]
         for b in range(nb):
             lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
             if lo != hi:
-                sum_rows(z, lo, hi, idx, val, W1T, Hp, pass_width(Hp, lane_count(W1T)))
+                sum_rows(z, lo, hi, idx, val, W1T, Hp, width)
                 for h in range(H):
                     acts[h, b] += z[h]
         return
@@ -146,7 +136,7 @@ def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
         for j in range(T):  # an empty row's sums are zeros, and so are those past the last sample
             lo = at(ptr, n0 + b0 + j) if j < n else 0
             hi = at(ptr, n0 + b0 + j + 1) if j < n else 0
-            sum_rows(sums[j], lo, hi, idx, val, W1T, Hp, pass_width(Hp, lane_count(W1T)))
+            sum_rows(sums[j], lo, hi, idx, val, W1T, Hp, width)
         _add_transposed_sums(acts, b0, sums, n, H)
 
 
@@ -179,6 +169,7 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
     non-zero pixels. ``scaled`` (SAMPLE_TILE, Hp) is scratch: samples' deltas, scaled, sample-major
     (see SAMPLE_TILE), zero from H on. The deltas' columns from nb to the next whole vector must be
     zero (first_layer.backward zeroes them)."""
+    width = pass_width(Hp, lane_count(scaled))
     if not _in_tiles(deltas, H):
         e = scaled[0]
         e[H:] = 0
@@ -187,7 +178,7 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
             if lo != hi:
                 for h in range(H):
                     e[h] = deltas[h, b] * scale
-                add_rows(w1t_grad, e, lo, hi, idx, val, Hp, pass_width(Hp, lane_count(e)))
+                add_rows(w1t_grad, e, lo, hi, idx, val, Hp, width)
         return
     T = scaled.shape[0]
     for b0 in range(0, nb, T):
@@ -196,7 +187,7 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
         for j in range(n):
             lo, hi = at(ptr, n0 + b0 + j), at(ptr, n0 + b0 + j + 1)
             if lo != hi:
-                add_rows(w1t_grad, scaled[j], lo, hi, idx, val, Hp, pass_width(Hp, lane_count(scaled)))
+                add_rows(w1t_grad, scaled[j], lo, hi, idx, val, Hp, width)
 
 
 # The two moves in tiles are kernels of their own, not inlined: in first_layer's passes, which
