@@ -16,8 +16,8 @@ import numba
 import numpy as np
 
 from fastnet.backends.base import Backend, EpochResult, StepResult
-from fastnet.backends.numba import chunks, compiling, dense_pixels, epoch, first_layer, flags, kernel_cache, softmax
-from fastnet.backends.numba import sparse_pixels, upper_layers
+from fastnet.backends.numba import chunks, compiling, cpus, dense_pixels, epoch, first_layer, flags, kernel_cache
+from fastnet.backends.numba import softmax, sparse_pixels, upper_layers
 from fastnet.backends.numba.epoch import epoch_features, subset_epoch_features
 from fastnet.backends.numba.features import prepare_features, subset_features
 from fastnet.backends.numba.workspace import Workspace, block_rows
@@ -47,9 +47,10 @@ class NumbaBackend(Backend):
         takes the last one not yet started from another worker, so that a core slowed by other work
         can run fewer (the chunks' costs differ: .features orders the rows). Taking the
         next chunk from one shared queue instead left one worker a chunk more than the other in 2
-        of 12 steps at hidden 128 on a quiet machine. The chunks, not the workers, decide what is
-        summed with what."""
+        of 12 steps at hidden 128 on a quiet machine. While the pass runs, each worker is held to a
+        CPU of its own (.cpus). The chunks, not the workers, decide what is summed with what."""
         workers = min(self._threads, n_chunks)
+        on_cpus = cpus.worker_cpus(workers)
         queues = [deque(share) for share in deal_chunks(n_chunks, workers)]
         lock = threading.Lock()
 
@@ -61,8 +62,9 @@ class NumbaBackend(Backend):
                 return longest.pop() if longest else None
 
         def work(worker):
-            while (c := next_chunk(worker)) is not None:
-                run(c, worker)
+            with cpus.pinned(on_cpus, worker):
+                while (c := next_chunk(worker)) is not None:
+                    run(c, worker)
 
         if workers > 1 and self._pool is None:  # at most NUMBA_NUM_THREADS - 1 helpers are ever needed
             self._pool = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS - 1, thread_name_prefix="fastnet-numba")
