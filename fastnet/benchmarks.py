@@ -30,6 +30,13 @@ AGREEMENT_SAMPLES = 2000  # agreement is checked on this many samples: enough to
 # the project's 2-core machine, its second core taken by a spinning BLAS thread. Before timing a
 # case, wait this long so the previous case's threads have gone to sleep.
 SETTLE_SECONDS = 0.5
+# After such a pause every case runs slower for a while: on an Intel VM (2 vCPUs, 2026-12-02),
+# medians of six pauses of 0.5 s, the calls after one took (ms) numba float32 784-10-10: 8.0,
+# 7.0, 6.5, 6.3, 6.0, 6.0, 5.9, 5.8, 5.8; numpy float64: 82.8, 79.3, 77.5, 78.2, 77.4; torch
+# float32: 36.7, 33.4, 32.3, 32.9, 32.2; JAX: 45.4, 44.3, 43.2, 42.6, 42.8. One untimed call, as
+# before, left the short steps' timed call 20% above their loop's and numpy's 3%. So each timed
+# call (time_interleaved) follows untimed calls for at least this long.
+WARM_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -229,17 +236,20 @@ def time_interleaved(runs, rounds):
     each round. A slow spell of the machine then falls on all of them alike (what the sequential
     timing gave on the project's VM: README, *Targets*).
 
-    Each timed call comes right after an untimed call of the same callable (and a pause, settle,
-    before that): the state a loop of steps is in, its own threads awake and its data in cache,
-    whatever ran before. Timed straight after the pause instead, a numba step that followed the
-    JAX step took 13.3 ms against 10.7 ms after the seed-layout step (medians of 6; not explained)."""
+    Each timed call comes after a pause (settle) and then untimed calls of the same callable for
+    at least WARM_SECONDS: the state a loop of steps is in, its own threads awake and its data in
+    cache, whatever ran before. Timed straight after the pause instead, a numba step that followed
+    the JAX step took 13.3 ms against 10.7 ms after the seed-layout step (medians of 6)."""
     keys = list(runs)
     times = {key: [] for key in keys}
     for r in range(rounds):
         start_at = r % len(keys)
         for key in keys[start_at:] + keys[:start_at]:
             settle()
+            warm_until = time.perf_counter() + WARM_SECONDS
             runs[key]()
+            while time.perf_counter() < warm_until:
+                runs[key]()
             start = time.perf_counter()
             runs[key]()
             times[key].append(time.perf_counter() - start)

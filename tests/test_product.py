@@ -229,11 +229,30 @@ def test_interleaved_timing_takes_the_cases_in_turns(monkeypatch):
     from fastnet import benchmarks
 
     monkeypatch.setattr(benchmarks, "SETTLE_SECONDS", 0)
+    monkeypatch.setattr(benchmarks, "WARM_SECONDS", 0)
     calls = []
     times = benchmarks.time_interleaved({key: lambda key=key: calls.append(key) for key in "abc"}, rounds=4)
     # each round starts one further along; each timed call follows an untimed one of the same case
     assert "".join(calls) == "aabbcc" "bbccaa" "ccaabb" "aabbcc"
     assert {key: len(t) for key, t in times.items()} == {"a": 4, "b": 4, "c": 4}
+
+
+def test_each_timed_call_follows_untimed_ones_for_the_warm_up_time(monkeypatch):
+    import time
+
+    from fastnet import benchmarks
+
+    monkeypatch.setattr(benchmarks, "SETTLE_SECONDS", 0)
+    monkeypatch.setattr(benchmarks, "WARM_SECONDS", 0.03)
+    starts = []
+
+    def call():
+        starts.append(time.perf_counter())
+        time.sleep(0.004)
+
+    times = benchmarks.time_interleaved({"a": call}, rounds=1)
+    assert len(times["a"]) == 1 and len(starts) >= 3  # untimed calls, then the timed one
+    assert starts[-1] - starts[0] >= 0.03 > starts[-2] - starts[0]  # timed once the warm-up time had passed
 
 
 def test_a_larger_benchmark_dataset_holds_shifted_images_not_copies():
