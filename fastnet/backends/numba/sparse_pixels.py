@@ -43,6 +43,25 @@ def pass_width(Hp, lanes):
 
 
 @njit(**NJIT_SIMD)
+def _sum_rows_1(z, t, lo, hi, idx, val, W1T, Hp):
+    """As _sum_rows_2 for one vector of units (hidden up to 8 float32 units, or 16 with AVX-512):
+    four entries at a time into four sums."""
+    s0 = s1 = s2 = s3 = vzero(W1T)
+    k = lo
+    while k + 4 <= hi:
+        x = vload4(W1T, val, k)
+        s0 = vfma(vload(W1T, at(idx, k) * Hp + t), vsplat(x, 0), s0)
+        s1 = vfma(vload(W1T, at(idx, k + 1) * Hp + t), vsplat(x, 1), s1)
+        s2 = vfma(vload(W1T, at(idx, k + 2) * Hp + t), vsplat(x, 2), s2)
+        s3 = vfma(vload(W1T, at(idx, k + 3) * Hp + t), vsplat(x, 3), s3)
+        k += 4
+    while k < hi:
+        s0 = vfma(vload(W1T, at(idx, k) * Hp + t), vbroadcast(W1T, at(val, k)), s0)
+        k += 1
+    vstore(z, t, vadd(vadd(s0, s1), vadd(s2, s3)))
+
+
+@njit(**NJIT_SIMD)
 def _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp):
     """z[t : t + 2 lanes] = sum over entries k in [lo, hi) of val[k] * W1T[idx[k] * Hp + t : ...].
 
@@ -104,11 +123,13 @@ def _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp):
 def sum_rows(z, lo, hi, idx, val, W1T, Hp, width):
     """z[:Hp] = sum over one sample's entries [lo, hi) of val[k] * W1T's row idx[k], rows of Hp
     units (all of layer 1's, padded; or a thread's slab of them, .epoch): one pass over the entries
-    per ``width`` units (2, 3 or 4 vectors: pass_width, or .epoch's shares), the sums held in
+    per ``width`` units (1 to 4 vectors: pass_width, or .epoch's shares), the sums held in
     registers."""
     V = width // lane_count(W1T)
     for t in range(0, Hp, width):
-        if V == 2:
+        if V == 1:
+            _sum_rows_1(z, t, lo, hi, idx, val, W1T, Hp)
+        elif V == 2:
             _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp)
         else:
             _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp)
@@ -149,14 +170,16 @@ def add_rows(rows, e, lo, hi, idx, val, Hp, width):
     lanes = lane_count(rows)
     V = width // lanes
     for t in range(0, Hp, width):
-        d0, d1 = vload(e, t), vload(e, t + lanes)
+        d0 = vload(e, t)
+        d1 = vload(e, t + lanes) if V > 1 else d0
         d2 = vload(e, t + 2 * lanes) if V > 2 else d0
         d3 = vload(e, t + 3 * lanes) if V > 3 else d0
         for k in range(lo, hi):
             p = at(idx, k) * Hp + t
             v = vbroadcast(rows, at(val, k))
             vstore(rows, p, vfma(d0, v, vload(rows, p)))
-            vstore(rows, p + lanes, vfma(d1, v, vload(rows, p + lanes)))
+            if V > 1:
+                vstore(rows, p + lanes, vfma(d1, v, vload(rows, p + lanes)))
             if V > 2:
                 vstore(rows, p + 2 * lanes, vfma(d2, v, vload(rows, p + 2 * lanes)))
             if V > 3:

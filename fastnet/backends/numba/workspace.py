@@ -46,11 +46,11 @@ class Buffers(NamedTuple):
 
 
 def padded_units(H, dtype):
-    """H rounded up for the sparse-pixel kernels, which take 2, 3 or 4 vectors of units per pass
-    over a sample's entries (sparse_pixels.pass_width): 2 or 3 vectors, else a multiple of 4."""
+    """H rounded up for the sparse-pixel kernels, which take 1 to 4 vectors of units per pass over a
+    sample's entries (sparse_pixels.pass_width): up to 3 vectors, else a multiple of 4."""
     lanes = dtype_lane_count(dtype)
     vectors = -(-H // lanes)
-    return lanes * (max(vectors, 2) if vectors <= 3 else -(-vectors // 4) * 4)
+    return lanes * (vectors if vectors <= 3 else -(-vectors // 4) * 4)
 
 
 def _zeros_aligned(shape, dtype, alignment=64):
@@ -83,8 +83,8 @@ class Workspace:
         # dense_pixels.forward and upper_layers._products write 2 vectors of samples at a time: a
         # block is whole pairs of vectors
         assert B % (2 * lanes) == 0, "flags.BLOCK must be a whole number of pairs of vectors"
-        # sparse_pixels.forward/backward take pass_width (2, 3 or 4 vectors of) units at a time
-        assert Hp >= H and Hp % lanes == 0 and (Hp // lanes in (2, 3) or Hp // lanes % 4 == 0), Hp
+        # sparse_pixels.forward/backward take pass_width (1 to 4 vectors of) units at a time
+        assert Hp >= H and Hp % lanes == 0 and (Hp // lanes <= 3 or Hp // lanes % 4 == 0), Hp
         self.buffers = Buffers(
             layers=layer_table(sizes),
             Hp=Hp,
