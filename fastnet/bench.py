@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from fastnet.backends.numba.vector import FLOAT64_VECTOR_BITS, VECTOR_BITS
+from fastnet.backends.numba.vector import VECTOR_BITS
 from fastnet.benchmarks import (EPOCH_CASES, FMA_UNITS, MAIN_CASES, PEER_CASES, SCALING_CASES, WIDE_CASES, Case,
                                 checked_run, clock_hz, floor_seconds, time_interleaved, timing_groups)
 from fastnet.peers import missing_reason
@@ -36,13 +36,6 @@ print(time.perf_counter() - t0, flush=True)
 from fastnet.backends.numba import compiling
 compiling.wait_for_helpers()  # a compiling helper still running would slow the next measurement
 """
-
-
-def vector_widths():
-    """The numba kernels' vector widths, as the floor counts them."""
-    if FLOAT64_VECTOR_BITS == VECTOR_BITS:
-        return f"{VECTOR_BITS}-bit vectors"
-    return f"{VECTOR_BITS}-bit vectors ({FLOAT64_VECTOR_BITS}-bit for float64)"
 
 
 def machine():
@@ -211,7 +204,7 @@ def main(argv=None):
     if clock_hz() is not None:
         print(f"\n\"floor reached\": the step's hardware floor divided by its time. The floor: the first "
               f"layer's 2 x nnz x H multiply-adds (forward and weight gradient over the non-zero pixels) at "
-              f"{os.cpu_count()} cores x {FMA_UNITS} FMA units x {vector_widths()} x "
+              f"{os.cpu_count()} cores x {FMA_UNITS} FMA units x {VECTOR_BITS}-bit vectors x "
               f"{clock_hz() / 1e9:.2f} GHz.")
     if not args.no_epochs:
         epoch_cases = [c for c in EPOCH_CASES if not missing_reason(c.backend)]

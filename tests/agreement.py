@@ -21,8 +21,8 @@ AWKWARD_CASES = {
     "hidden width 1": (29, (30, 1, 4), "uint8", 0),
     "hidden width 13, two hidden layers": (41, (64, 13, 9, 10), "float", 2),
     "hidden width 512": (23, (784, 512, 10), "uint8", 0),
-    # the numba backend's layer 1 runs 2, 3 or 4 vectors of units per pass (8 lanes each; float64's
-    # are 4 lanes without AVX-512)
+    # the numba backend's layer 1 runs 1 to 4 vectors of units per pass (float32's 8 lanes each,
+    # float64's 4; 16 and 8 with AVX-512)
     "hidden width 20 (3 vectors of 8 lanes, 5 of 4)": (31, (100, 20, 10), "uint8", 1),
     "hidden width 129 (a mostly padded last pass)": (17, (300, 129, 10), "uint8", 0),
     "three hidden layers": (19, (20, 16, 8, 5, 3), "uint8", 0),

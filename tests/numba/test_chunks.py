@@ -1,5 +1,5 @@
-"""The numba backend's split of the data into blocks and fixed chunks: with blocks of 16 samples
-and chunks of one block, small N really is split into up to N_CHUNKS chunks (the last block
+"""The numba backend's split of the data into blocks and fixed chunks: with blocks of one pair of
+vectors and chunks of one block, small N really is split into up to N_CHUNKS chunks (the last block
 usually partial), and every stage still agrees with the reference; and the split, not the thread
 count, decides the result (bit-identical for 1 and 2 threads)."""
 
@@ -9,6 +9,7 @@ import pytest
 
 import fastnet
 from fastnet.backends.numba import flags
+from fastnet.backends.numba.vector import dtype_lane_count
 from tests.agreement import AWKWARD_CASES, assert_awkward_case_agrees, assert_float32_awkward_cases_agree
 
 FAST = fastnet.get_backend("numba")
@@ -16,9 +17,9 @@ FAST = fastnet.get_backend("numba")
 
 @pytest.fixture
 def many_chunks(monkeypatch):
-    """Blocks of 16 samples, chunks of one block."""
+    """Blocks of one pair of float32 vectors (16 samples, 32 with AVX-512), chunks of one block."""
     monkeypatch.setattr(flags, "MIN_CHUNK_SAMPLES", 1)
-    monkeypatch.setattr(flags, "BLOCK", 16)
+    monkeypatch.setattr(flags, "BLOCK", 2 * dtype_lane_count(np.dtype("float32")))
 
 
 @pytest.mark.parametrize("case", list(AWKWARD_CASES))

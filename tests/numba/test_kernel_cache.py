@@ -196,7 +196,7 @@ kernel, cache = chunks.update, chunks.update._cache
 f64 = signature((np.zeros(3), np.zeros(3), 1.0))
 kernel.compile(f64)
 print(cache.holds(f64, kernel.targetctx))
-vector.FLOAT64_VECTOR_BITS = 768 - vector.FLOAT64_VECTOR_BITS  # the other width: 256 <-> 512
+vector.VECTOR_BITS = 768 - vector.VECTOR_BITS  # the other width: 256 <-> 512
 print(cache.holds(f64, kernel.targetctx), cache.load_overload(f64, kernel.targetctx))
 """
 

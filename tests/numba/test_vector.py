@@ -14,7 +14,13 @@ from fastnet.backends.numba import vector
 from fastnet.backends.numba.vector import (dtype_lane_count, lane_count, vadd, vadd_transposed, vbroadcast, vfma, vload,
                                            vload4, vload_as, vsplat, vstore, vstore_transposed, vzero)
 
-LANES = {np.float32: 8, np.float64: vector.FLOAT64_VECTOR_BITS // 64}
+def numba_compiles_for_avx512():
+    from numba.core.registry import cpu_target
+
+    return "+avx512f" in cpu_target.target_context.codegen().magic_tuple()[2].split(",")  # what Numba compiles for
+
+
+LANES = {np.float32: 16, np.float64: 8} if numba_compiles_for_avx512() else {np.float32: 8, np.float64: 4}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -64,11 +70,8 @@ def test_tiles_move_transposed_and_touch_nothing_else(dtype):
     np.testing.assert_array_equal(stored, want_stored)
 
 
-def test_float64_vectors_are_512_bits_exactly_where_numbas_target_has_avx512():
-    from numba.core.registry import cpu_target
-
-    features = cpu_target.target_context.codegen().magic_tuple()[2].split(",")  # what Numba compiles for
-    assert vector.FLOAT64_VECTOR_BITS == (512 if "+avx512f" in features else 256)
+def test_vectors_are_512_bits_exactly_where_numbas_target_has_avx512():
+    assert vector.VECTOR_BITS == (512 if numba_compiles_for_avx512() else 256)
 
 
 # an explicit +avx512f decides (other AVX-512 extensions imply it in LLVM, but do not count here:
@@ -80,31 +83,34 @@ def test_numba_cpu_features_decide_the_width(monkeypatch, features, wide):
     assert vector._compiles_for_avx512() is wide
 
 
-# The 256-bit float64 layout on a host with AVX-512, where Numba is told to compile without it (as
-# for a cache shared with older CPUs): 4 lanes, and the same results as the reference.
+# The 256-bit layouts on a host with AVX-512, where Numba is told to compile without it (as for a
+# cache shared with older CPUs): 8 and 4 lanes, and the same results as the reference.
 AT_256_BITS = """
 import numpy as np
 import fastnet
 from fastnet.backends.numba.vector import dtype_lane_count
 from fastnet.tolerances import TOLERANCES
-from tests.agreement import assert_awkward_case_agrees
+from tests.agreement import assert_awkward_case_agrees, assert_float32_awkward_cases_agree
 from tests.helpers import random_problem
-assert dtype_lane_count(np.dtype("float64")) == 4
+assert dtype_lane_count(np.dtype("float32")) == 8 and dtype_lane_count(np.dtype("float64")) == 4
 numba = fastnet.get_backend("numba")
 for case in ["hidden width 20 (3 vectors of 8 lanes, 5 of 4)", "dense and sparse pixels, a partial last block"]:
     assert_awkward_case_agrees(numba, case)
+assert_float32_awkward_cases_agree(numba)
 X, y = random_problem(300, (57, 24, 10), seed=5, kind="mixed")
 order = np.random.default_rng(0).permutation(300)
-net, ref = fastnet.Network.init((57, 24, 10), seed=1), fastnet.Network.init((57, 24, 10), seed=1)
-numba.epoch(net, X, y, lr=0.1, batch_size=32, order=order)
-fastnet.get_backend("numpy").epoch(ref, X, y, lr=0.1, batch_size=32, order=order)
-np.testing.assert_allclose(net.flat, ref.flat, **TOLERANCES["float64"])
+for dtype in ["float64", "float32"]:
+    net = fastnet.Network.init((57, 24, 10), seed=1, dtype=dtype)
+    ref = fastnet.Network.init((57, 24, 10), seed=1)
+    numba.epoch(net, X, y, lr=0.1, batch_size=32, order=order)
+    fastnet.get_backend("numpy").epoch(ref, X, y, lr=0.1, batch_size=32, order=order)
+    np.testing.assert_allclose(net.flat, ref.flat, **TOLERANCES[dtype])
 """
 
 
-@pytest.mark.skipif(vector.FLOAT64_VECTOR_BITS != 512, reason="Numba compiles for a CPU without AVX-512 here: "
-                    "float64's 256-bit vectors are the ones every other test runs")
-def test_float64_at_256_bits_on_an_avx512_host_agrees_with_the_reference():
+@pytest.mark.skipif(vector.VECTOR_BITS != 512, reason="Numba compiles for a CPU without AVX-512 here: "
+                    "the 256-bit vectors are the ones every other test runs")
+def test_256_bit_vectors_on_an_avx512_host_agree_with_the_reference():
     features = vector.get_host_cpu_features().split(",")
     without = ",".join("-" + f[1:] if f.startswith("+avx512") else f for f in features)
     env = dict(os.environ, NUMBA_CPU_FEATURES=without)

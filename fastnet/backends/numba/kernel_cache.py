@@ -155,7 +155,7 @@ class KernelCache(caching.FunctionCache):
         vectors' width: it follows the features (.vector) but is fixed when fastnet is imported, so
         a process whose Numba took other features (NUMBA_CPU_FEATURES changed in between) must not
         load kernels compiled for the other width, whose layout its workspace would not match."""
-        return (*super()._index_key(sig, codegen), vector.FLOAT64_VECTOR_BITS)
+        return (*super()._index_key(sig, codegen), vector.VECTOR_BITS)
 
     def holds(self, sig, target_context):
         """Whether the cache has the kernel compiled for ``sig`` (read from its index, nothing loaded)."""

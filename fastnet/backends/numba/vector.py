@@ -6,10 +6,10 @@ into the sample's unit sums. LLVM's loop vectoriser only vectorises long inner l
 16 units it unrolls the loop into scalars instead. These intrinsics say "one vector" directly, so
 the unit sums stay in vector registers across the pixel loop.
 
-A ``Vec`` holds 256 bits of one float dtype, 8 float32 or 4 float64 lanes; float64 takes 512 bits
-(8 lanes) where Numba compiles for AVX-512 (:data:`FLOAT64_VECTOR_BITS`). On CPUs without AVX,
-LLVM splits each operation into narrower ones: slower, never wrong. In the kernels a lane count is
-always ``lanes`` (never ``L``). Indices passed to ``at``, ``vload`` and ``vstore`` must be >= 0 and
+A ``Vec`` holds 256 bits of one float dtype, 8 float32 or 4 float64 lanes, or 512 bits (16 or 8)
+where Numba compiles for AVX-512 (:data:`VECTOR_BITS`). On CPUs without AVX, LLVM splits each
+operation into narrower ones: slower, never wrong. In the kernels a lane count is always
+``lanes`` (never ``L``). Indices passed to ``at``, ``vload`` and ``vstore`` must be >= 0 and
 in bounds: there is no wraparound and no bounds check.
 """
 
@@ -21,8 +21,6 @@ from numba.core import cgutils, config
 from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic, models, register_model
 
-VECTOR_BITS = 256  # AVX2's: float32's vectors, and float64's without AVX-512
-
 
 def _compiles_for_avx512():
     """Whether Numba compiles for AVX-512: the CPU features it gives LLVM ($NUMBA_CPU_FEATURES, else
@@ -31,17 +29,18 @@ def _compiles_for_avx512():
     return "+avx512f" in features.split(",")
 
 
-# float64 on AVX-512: 512-bit vectors, 8 lanes like float32's 256-bit ones, so both dtypes share one
-# layout. Measured on an Intel AVX-512 host against 256 bits, fresh processes alternated, medians
-# (README, *On the Intel host again*): 0.75x the time of a full-batch step at 784-10-10 and 0.76x at
-# 784-128-10; an epoch 0.76x at batch 64 (784-64-10), 0.86x at batch 4,096. float32 at 512 bits
-# gained nothing there, so it stays at 256.
-FLOAT64_VECTOR_BITS = 512 if _compiles_for_avx512() else VECTOR_BITS
+# 512 bits where Numba compiles for AVX-512, else AVX2's 256, for both dtypes. On an Intel
+# AVX-512 host, against 256 bits, whole steps in fresh processes alternated (README, *Wide float32
+# vectors*): float64 took 0.75x the time at 784-10-10 and 0.76x at 784-128-10 (an epoch 0.76x at
+# batch 64, 784-64-10); float32, once its workers stayed on CPUs of their own (.cpus), 0.94x and
+# 0.84x.
+VECTOR_BITS = 512 if _compiles_for_avx512() else 256
 
 
 def lanes_of(bitwidth):
-    """How many floats of this many bits one Vec holds: 8 float32; 4 float64, or 8 on AVX-512."""
-    return (FLOAT64_VECTOR_BITS if bitwidth == 64 else VECTOR_BITS) // bitwidth
+    """How many floats of this many bits one Vec holds: 8 float32 and 4 float64, or 16 and 8 on
+    AVX-512."""
+    return VECTOR_BITS // bitwidth
 
 
 def dtype_lane_count(dtype):
