@@ -100,11 +100,13 @@ def test_a_diverging_epoch_stops_where_the_reference_stops(backend, dtype, lr, h
     np.testing.assert_allclose(net.flat[finite], ref.flat[finite], **TOLERANCES[dtype])
 
 
-# 24: one pass over a sample's entries (one thread works); 32 (and float64's 16 at 4 lanes): one
-# pass of 4 vectors, cut in two shares; 64 and 200: the numba epoch shares the passes out between
-# its threads (200 in float64: 13 passes of 4-lane vectors or 7 of 8-lane, an odd share either way)
-@pytest.mark.parametrize("hidden, dtype", [(24, "float32"), (32, "float32"), (16, "float64"), (64, "float32"),
-                                           (200, "float64")])
+# 24: one pass of 3 vectors over a sample's entries (one thread works; one pass of 2 vectors at 16
+# lanes, cut in two shares); 32 and 10 (and float64's 16): one pass of 4 or 2 vectors, cut in two
+# shares (10 float32 at 16 lanes: one vector, one thread); 64 and 200: the numba epoch shares the
+# passes out between its threads (200 in float64: 13 passes of 4-lane vectors or 7 of 8-lane, an
+# odd share either way)
+@pytest.mark.parametrize("hidden, dtype", [(24, "float32"), (32, "float32"), (10, "float32"), (16, "float64"),
+                                           (64, "float32"), (200, "float64")])
 def test_an_epoch_gives_the_same_bits_for_one_and_two_threads(backend, hidden, dtype, seed_split):
     X, y = seed_split.X_train[:3000], seed_split.y_train[:3000]
     data = fastnet.Dataset(X, y)

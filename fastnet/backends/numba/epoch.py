@@ -178,13 +178,15 @@ def _first_layer_update(W1S, e, f, order, s, n, lr, deltas_by_block, Hs, width, 
 def share_width(Hp, lanes):
     """How many of the first layer's Hp units make one share of them between the epoch's threads
     (from Python; run_epoch takes it), each share one pass over a sample's entries: a full-batch
-    pass's (sparse_pixels.pass_width), except that a single pass of 4 vectors is cut into two shares of
-    2 vectors, for two threads. The shares depend on Hp alone, never on the thread count: a unit
-    is summed in the same order by one thread or two.
+    pass's (sparse_pixels.pass_width), except that a single pass of 2 or 4 vectors is cut into two
+    shares of half as many, for two threads. The shares depend on Hp alone, never on the thread
+    count: a unit is summed in the same order by one thread or two.
 
-    Why the cut: at hidden 25-32 with 8 lanes (13-16 with float64's 4) an epoch ran on one thread
-    (README, *On the Intel host again*)."""
-    width = 2 * lanes if Hp == 4 * lanes else pass_width.py_func(Hp, lanes)
+    Why the cut: such an epoch ran on one thread. Measured against the one pass, batch 64, two
+    threads, in fresh processes alternated (README, *On an Intel host: CPUs of their own*): 4
+    vectors (hidden 25-32 at 8 lanes) 0.70-0.88x the time; 2 vectors: hidden 32 float32 at 16
+    lanes 0.88x, hidden 10 float64 at 8 lanes 0.86x, hidden 10 float32 at 8 lanes 0.87x."""
+    width = Hp // 2 if Hp in (2 * lanes, 4 * lanes) else pass_width.py_func(Hp, lanes)
     assert Hp % width == 0 and width // lanes in (1, 2, 3, 4), (Hp, lanes)  # what sum_rows and add_rows take
     return width
 
