@@ -19,7 +19,7 @@ import time
 
 from fastnet.backends.numba.vector import VECTOR_BITS
 from fastnet.benchmarks import (EPOCH_CASES, FMA_UNITS, MAIN_CASES, PEER_CASES, SCALING_CASES, WIDE_CASES, Case,
-                                checked_run, clock_hz, floor_seconds, time_interleaved, timing_groups)
+                                WARM_SECONDS, checked_run, clock_hz, floor_seconds, time_interleaved, timing_groups)
 from fastnet.peers import missing_reason
 from fastnet.cli import prog_name
 
@@ -198,7 +198,8 @@ def main(argv=None):
     results = measure(cases, X, y, args.rounds)
     print(f"\nMedian of {args.rounds} full-batch steps per case ({step_rounds(args.rounds, 128)} at hidden 128) "
           f"on {len(X):,} MNIST training images (the seed split), after one untimed warm-up step; the cases of "
-          f"one network timed in turns: per round, each case pauses, takes an untimed step, then a timed one. "
+          f"one network timed in turns: per round, each case pauses, takes untimed steps for at least "
+          f"{WARM_SECONDS:g} s, then a timed one. "
           f"{machine()}.\n")
     print_table(table(results, X), args.markdown)
     if clock_hz() is not None:

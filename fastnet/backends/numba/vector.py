@@ -29,11 +29,11 @@ def _compiles_for_avx512():
     return "+avx512f" in features.split(",")
 
 
-# 512 bits where Numba compiles for AVX-512, else AVX2's 256, for both dtypes. On an Intel
-# AVX-512 host, against 256 bits, whole steps in fresh processes alternated (README, *Wide float32
-# vectors*): float64 took 0.75x the time at 784-10-10 and 0.76x at 784-128-10 (an epoch 0.76x at
-# batch 64, 784-64-10); float32, once its workers stayed on CPUs of their own (.cpus), 0.94x and
-# 0.84x.
+# 512 bits where Numba compiles for AVX-512, else AVX2's 256, for both dtypes. On Intel AVX-512
+# hosts, against 256 bits, whole steps in fresh processes alternated: float64 took 0.75x the time at
+# 784-10-10 and 0.76x at 784-128-10 (README, *On the Intel host again*); float32, once its workers
+# stayed on CPUs of their own (.cpus), 0.88x and 0.86x with one-vector passes (README, *On an Intel
+# host: CPUs of their own*).
 VECTOR_BITS = 512 if _compiles_for_avx512() else 256
 
 
