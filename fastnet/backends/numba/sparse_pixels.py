@@ -161,6 +161,31 @@ def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
         _add_transposed_sums(acts, b0, sums, n, H)
 
 
+@njit(**NJIT_SIMD, **INLINE)
+def _add_rows_1(rows, e, t, lo, hi, idx, val, Hp):
+    """add_rows for the one vector of units from t, four entries at a time: inlined into add_rows
+    (one-vector shares, .epoch), and into the backward pass for rows of one vector. There, at
+    784-10-10 float32 with 16 lanes, against a call of add_rows per sample: 0.92x the time of a
+    whole pass on one thread (in one process, alternated). Inlining add_rows itself (so the epoch's
+    calls too), or a two-vector variant beside this one, made the pass slower instead (1.1x), as
+    did the backward pass's tiles (SAMPLE_TILE) at this width."""
+    d = vload(e, t)
+    k = lo
+    while k + 4 <= hi:
+        x = vload4(rows, val, k)  # four values, converted at once
+        p0, p1 = at(idx, k) * Hp + t, at(idx, k + 1) * Hp + t
+        p2, p3 = at(idx, k + 2) * Hp + t, at(idx, k + 3) * Hp + t
+        vstore(rows, p0, vfma(d, vsplat(x, 0), vload(rows, p0)))
+        vstore(rows, p1, vfma(d, vsplat(x, 1), vload(rows, p1)))
+        vstore(rows, p2, vfma(d, vsplat(x, 2), vload(rows, p2)))
+        vstore(rows, p3, vfma(d, vsplat(x, 3), vload(rows, p3)))
+        k += 4
+    while k < hi:
+        p = at(idx, k) * Hp + t
+        vstore(rows, p, vfma(d, vbroadcast(rows, at(val, k)), vload(rows, p)))
+        k += 1
+
+
 @njit(**NJIT_SIMD)
 def add_rows(rows, e, lo, hi, idx, val, Hp, width):
     """rows[idx[k] * Hp + h] += e[h] * val[k] for one sample's entries [lo, hi): a pixel-major
@@ -169,44 +194,23 @@ def add_rows(rows, e, lo, hi, idx, val, Hp, width):
     units, as in sum_rows)."""
     lanes = lane_count(rows)
     V = width // lanes
+    if V == 1:
+        for t in range(0, Hp, width):
+            _add_rows_1(rows, e, t, lo, hi, idx, val, Hp)
+        return
     for t in range(0, Hp, width):
-        d0 = vload(e, t)
-        d1 = vload(e, t + lanes) if V > 1 else d0
+        d0, d1 = vload(e, t), vload(e, t + lanes)
         d2 = vload(e, t + 2 * lanes) if V > 2 else d0
         d3 = vload(e, t + 3 * lanes) if V > 3 else d0
         for k in range(lo, hi):
             p = at(idx, k) * Hp + t
             v = vbroadcast(rows, at(val, k))
             vstore(rows, p, vfma(d0, v, vload(rows, p)))
-            if V > 1:
-                vstore(rows, p + lanes, vfma(d1, v, vload(rows, p + lanes)))
+            vstore(rows, p + lanes, vfma(d1, v, vload(rows, p + lanes)))
             if V > 2:
                 vstore(rows, p + 2 * lanes, vfma(d2, v, vload(rows, p + 2 * lanes)))
             if V > 3:
                 vstore(rows, p + 3 * lanes, vfma(d3, v, vload(rows, p + 3 * lanes)))
-
-
-@njit(**NJIT_SIMD, **INLINE)
-def _add_rows_1(rows, e, lo, hi, idx, val, Hp):
-    """add_rows for one vector of units (Hp units), four entries at a time, inlined into the
-    caller. In the backward pass at 784-10-10 float32 with 16 lanes, against a call of add_rows per
-    sample: 0.92x the time of a whole pass on one thread (in one process, alternated). Inlining
-    add_rows itself (so the epoch's calls too), or a two-vector variant beside this one, made the
-    pass slower instead (1.1x), as did the backward pass's tiles (SAMPLE_TILE) at this width."""
-    d = vload(e, 0)
-    k = lo
-    while k + 4 <= hi:
-        x = vload4(rows, val, k)  # four values, converted at once
-        p0, p1, p2, p3 = at(idx, k) * Hp, at(idx, k + 1) * Hp, at(idx, k + 2) * Hp, at(idx, k + 3) * Hp
-        vstore(rows, p0, vfma(d, vsplat(x, 0), vload(rows, p0)))
-        vstore(rows, p1, vfma(d, vsplat(x, 1), vload(rows, p1)))
-        vstore(rows, p2, vfma(d, vsplat(x, 2), vload(rows, p2)))
-        vstore(rows, p3, vfma(d, vsplat(x, 3), vload(rows, p3)))
-        k += 4
-    while k < hi:
-        p = at(idx, k) * Hp
-        vstore(rows, p, vfma(d, vbroadcast(rows, at(val, k)), vload(rows, p)))
-        k += 1
 
 
 @njit(**NJIT_SIMD, **INLINE)
@@ -225,7 +229,7 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
                 for h in range(H):
                     e[h] = deltas[h, b] * scale
                 if Hp == lane_count(e):
-                    _add_rows_1(w1t_grad, e, lo, hi, idx, val, Hp)
+                    _add_rows_1(w1t_grad, e, 0, lo, hi, idx, val, Hp)
                 else:
                     add_rows(w1t_grad, e, lo, hi, idx, val, Hp, width)
         return
