@@ -51,9 +51,9 @@ def pinned(cpus, worker):
     try:
         os.sched_setaffinity(0, {cpus[worker]})
     except OSError:  # the CPU was taken away since (a cgroup's cpuset): run where the scheduler says
-        yield
-        return
+        before = None
     try:
         yield
     finally:
-        os.sched_setaffinity(0, before)
+        if before is not None:
+            os.sched_setaffinity(0, before)
