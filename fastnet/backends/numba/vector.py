@@ -35,6 +35,8 @@ def _compiles_for_avx512():
 # stayed on CPUs of their own (.cpus), 0.88x and 0.86x with one-vector passes (README, *On an Intel
 # host: CPUs of their own*).
 VECTOR_BITS = 512 if _compiles_for_avx512() else 256
+# The vector registers the kernels may plan for: AVX-512's 32, AVX2's 16.
+VECTOR_REGISTERS = 32 if VECTOR_BITS == 512 else 16
 
 
 def lanes_of(bitwidth):
