@@ -7,18 +7,18 @@ computed: units are taken UNIT_TILE at a time, up to tiled_units(H).
 
 Forward: one vector of samples' values of a pixel times a broadcast weight, into register tiles of
 UNIT_TILE units x 2 vectors of samples, a tile of units (two with AVX-512: TILES_AT_ONCE) at a
-time for all the block's samples. The
-weights are read by tile of units, ``W1U[(t * D + d) * UNIT_TILE + u] = W1[t * UNIT_TILE + u, d]``
-(first_layer.gather_weights): a tile's weights of all D pixels take D * UNIT_TILE values (16
-KiB at float32), which stay in L1 while the block's samples are taken. Against the weights read
-from the pixel-major W1T (D * Hp values, 400 KiB at hidden 128) with the samples taken outermost,
-as before: 0.82-0.83x the time at hidden 128 float32, 0.93-0.94x at hidden 10, 0.89x and 0.95x in
-float64 (this forward over MNIST's blocks, one thread, in one process, alternated; the same sums).
+time for all the block's samples. The weights are read by tile of units, ``W1U[(t * D + d) *
+UNIT_TILE + u] = W1[t * UNIT_TILE + u, d]`` (first_layer.gather_weights): a tile's weights of all
+D pixels take D * UNIT_TILE values (16 KiB at float32), which stay in L1 while the block's samples
+are taken. Against the weights read from the pixel-major W1T (D * Hp values, 400 KiB at hidden
+128) with the samples taken outermost, as before: 0.82-0.83x the time at hidden 128 float32,
+0.93-0.94x at hidden 10, 0.89x and 0.95x in float64 (this forward over MNIST's blocks, one thread,
+in one process, alternated; the same sums).
 
-Backward: tiles of 2 pixels x UNIT_TILE units (two tiles at once with AVX-512), each summed over the block's samples lane by lane
-into ``lane_sums`` (per thread) at the pixel's slot (one per pixel dense in any block), whose lanes
-are added up once per chunk by :func:`fold_lane_sums`; the units are taken a group at a time
-(flags.L1_ROWS_BYTES).
+Backward: tiles of 2 pixels x UNIT_TILE units (two tiles at once with AVX-512), each summed over
+the block's samples lane by lane into ``lane_sums`` (per thread) at the pixel's slot (one per
+pixel dense in any block), whose lanes are added up once per chunk by :func:`fold_lane_sums`; the
+units are taken a group at a time (flags.L1_ROWS_BYTES).
 """
 
 from __future__ import annotations
