@@ -17,9 +17,9 @@ import sys
 import tempfile
 import time
 
-from fastnet.backends.numba.vector import VECTOR_BITS
 from fastnet.benchmarks import (EPOCH_CASES, FMA_UNITS, MAIN_CASES, PEER_CASES, SCALING_CASES, WIDE_CASES, Case,
-                                WARM_SECONDS, checked_run, clock_hz, floor_seconds, time_interleaved, timing_groups)
+                                WARM_SECONDS, checked_run, clock_hz, floor_seconds, fma_bits, time_interleaved,
+                                timing_groups)
 from fastnet.peers import missing_reason
 from fastnet.cli import prog_name
 
@@ -205,7 +205,7 @@ def main(argv=None):
     if clock_hz() is not None:
         print(f"\n\"floor reached\": the step's hardware floor divided by its time. The floor: the first "
               f"layer's 2 x nnz x H multiply-adds (forward and weight gradient over the non-zero pixels) at "
-              f"{os.cpu_count()} cores x {FMA_UNITS} FMA units x {VECTOR_BITS}-bit vectors x "
+              f"{os.cpu_count()} cores x {FMA_UNITS} FMA units x {fma_bits()} bits a cycle x "
               f"{clock_hz() / 1e9:.2f} GHz.")
     if not args.no_epochs:
         epoch_cases = [c for c in EPOCH_CASES if not missing_reason(c.backend)]

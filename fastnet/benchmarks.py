@@ -18,9 +18,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from llvmlite import binding as llvm
 
 import fastnet
-from fastnet.backends.numba.vector import dtype_lane_count
+from fastnet.backends.numba.vector import VECTOR_BITS
 from fastnet.peers import PEER_CLASSES, make_peer
 from fastnet.tolerances import TOLERANCES
 
@@ -93,10 +94,24 @@ EPOCH_CASES = [EpochCase(b, hidden, batch) for hidden in (64, 10) for batch in (
 
 # The hardware floor of a full-batch step: the multiply-adds no implementation can skip -- the
 # first layer's forward sums and weight gradient over the non-zero pixels, 2 x nnz x H -- at the
-# CPU's peak rate: every core's FMA units on full vectors (as wide as the numba kernels' for the dtype),
-# at the clock /proc/cpuinfo reports. Everything else (upper layers, softmax, reading the data) is
-# left out: it is a floor.
+# CPU's peak rate: every core's FMA units on full vectors (as wide as the numba kernels' for the
+# dtype, up to the units' datapath: FMA_DATAPATH_BITS), at the clock /proc/cpuinfo reports.
+# Everything else (upper layers, softmax, reading the data) is left out: it is a floor.
 FMA_UNITS = 2  # fused multiply-add pipes per core (AMD Zen 3 and 4, Intel since Haswell)
+# The FMA units' width where it is narrower than the vectors the kernels use, by the CPU's LLVM
+# name: AMD's Zen 1 executes a 256-bit operation as two 128-bit halves, Zen 4 a 512-bit one as two
+# 256-bit halves. Measured on a znver4 host (2026-12-02): ten independent chains of 512-bit FMAs
+# ran 3.6 G FMAs/s per core, one per cycle of the 3.66 GHz that one 4-cycle chain gave, where an
+# Intel AVX-512 host ran 1.8 per cycle. Elsewhere the units are taken as wide as the vectors.
+FMA_DATAPATH_BITS = {"znver1": 128, "znver4": 256}
+
+
+def fma_bits(cpu_name=None):
+    """How many bits of multiply-adds one FMA unit does per cycle in the numba kernels: their vector
+    width, or the datapath of the CPU ``cpu_name`` (LLVM's name; default: this host's) if narrower."""
+    if cpu_name is None:
+        cpu_name = llvm.get_host_cpu_name()
+    return min(VECTOR_BITS, FMA_DATAPATH_BITS.get(cpu_name, VECTOR_BITS))
 
 
 @functools.cache
@@ -114,7 +129,8 @@ def floor_seconds(case, X):
     clock = clock_hz()
     if clock is None:
         return None
-    peak = (os.cpu_count() or 1) * FMA_UNITS * dtype_lane_count(np.dtype(case.dtype)) * clock  # multiply-adds/s
+    lanes = fma_bits() // (8 * np.dtype(case.dtype).itemsize)
+    peak = (os.cpu_count() or 1) * FMA_UNITS * lanes * clock  # multiply-adds/s
     per_row = np.count_nonzero(X, axis=1)
     nnz = per_row.sum() if case.n is None else np.resize(per_row, case.n).sum()  # samples() keeps each row's count
     return 2 * int(nnz) * case.hidden / peak

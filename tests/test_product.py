@@ -271,6 +271,26 @@ def test_a_larger_benchmark_dataset_holds_shifted_images_not_copies():
     np.testing.assert_array_equal(np.count_nonzero(big, axis=1), np.resize(np.count_nonzero(X, axis=1), 170))
 
 
+def test_the_floor_counts_the_fma_units_datapath_not_only_the_vectors(monkeypatch):
+    from fastnet import benchmarks
+    from fastnet.backends.numba.vector import VECTOR_BITS
+
+    assert benchmarks.fma_bits("skylake-avx512") == VECTOR_BITS  # units as wide as the vectors
+    assert benchmarks.fma_bits("znver4") == 256  # AVX-512 in two 256-bit halves
+    assert benchmarks.fma_bits("znver1") == 128
+    X = np.zeros((4, 784), np.uint8)
+    X[:, :10] = 1  # 40 non-zero pixels
+    monkeypatch.setattr(benchmarks, "clock_hz", lambda: 1e9)
+    monkeypatch.setattr(benchmarks.os, "cpu_count", lambda: 2)
+    floors = {}
+    for cpu in ("skylake-avx512", "znver4"):
+        monkeypatch.setattr(benchmarks.llvm, "get_host_cpu_name", lambda cpu=cpu: cpu)
+        floors[cpu] = benchmarks.floor_seconds(benchmarks.Case("numba", "float32"), X)
+    lanes = VECTOR_BITS // 32
+    assert floors["skylake-avx512"] == pytest.approx(2 * 40 * 10 / (2 * 2 * lanes * 1e9))
+    assert floors["znver4"] == pytest.approx(2 * 40 * 10 / (2 * 2 * min(lanes, 8) * 1e9))
+
+
 def test_benchmark_report_prints_a_table(mnist_dir, tmp_path):
     done = subprocess.run([sys.executable, "-m", "fastnet.bench", "--data-dir", str(mnist_dir), "--quick",
                            "--rounds", "1", "--no-startup", "--markdown", "--chart", str(tmp_path / "b.png")],
