@@ -20,6 +20,7 @@ def many_chunks(monkeypatch):
     """Blocks of one pair of float32 vectors (16 samples, 32 with AVX-512), chunks of one block."""
     monkeypatch.setattr(flags, "MIN_CHUNK_SAMPLES", 1)
     monkeypatch.setattr(flags, "BLOCK", 2 * dtype_lane_count(np.dtype("float32")))
+    monkeypatch.setattr(flags, "PASS_BLOCK_VECTORS", 2)
 
 
 @pytest.mark.parametrize("case", list(AWKWARD_CASES))
@@ -31,11 +32,19 @@ def test_float32_awkward_shapes_in_many_chunks_match_float64_reference(many_chun
     assert_float32_awkward_cases_agree(FAST)
 
 
-def test_chunk_counts():
-    assert flags.n_chunks(1) == 1 and flags.n_chunks(flags.BLOCK) == 1 and flags.n_chunks(59_000) == flags.N_CHUNKS
-    assert flags.n_chunks(flags.BLOCK + 1) == 2  # two blocks: two chunks, for two cores
-    assert flags.n_chunks(4 * flags.MIN_CHUNK_SAMPLES + 1) == 4  # a small dataset pays for few buffers
-    assert flags.n_chunks(5 * flags.MIN_CHUNK_SAMPLES) == 4  # an even count: equal shares for two threads
+@pytest.mark.parametrize("block", [128, 256])
+def test_chunk_counts(block):
+    assert flags.n_chunks(1, block) == 1 and flags.n_chunks(block, block) == 1
+    assert flags.n_chunks(59_000, block) == flags.N_CHUNKS
+    assert flags.n_chunks(block + 1, block) == 2  # two blocks: two chunks, for two cores
+    assert flags.n_chunks(4 * flags.MIN_CHUNK_SAMPLES + 1, block) == 4  # a small dataset pays for few buffers
+    assert flags.n_chunks(5 * flags.MIN_CHUNK_SAMPLES, block) == 4  # an even count: equal shares for two threads
+
+
+def test_a_pass_takes_16_vectors_of_samples_per_block_where_that_is_more_than_an_epochs_block():
+    for dtype in (np.dtype("float32"), np.dtype("float64")):
+        assert flags.pass_block(dtype) == max(flags.BLOCK, 16 * dtype_lane_count(dtype))
+        assert flags.pass_block(dtype) % (2 * dtype_lane_count(dtype)) == 0
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -10,12 +10,12 @@ from fastnet.backends.numba import flags
 from fastnet.backends.numba.features import prepare_features, subset_features
 from tests.helpers import random_problem
 
-B = flags.BLOCK
+B = flags.pass_block(np.dtype(np.float32))  # the float32 features' block (two_kinds, the backend's)
 
 
 def decode(f, D):
     """X (N, D) as float64, rebuilt from its features (row r holds sample f.order[r])."""
-    N = f.n_samples
+    N, B = f.n_samples, f.block
     rows = np.zeros((-(-N // B) * B, D))
     for blk in range(len(f.block_ptr) - 1):
         lo, hi = f.block_ptr[blk], f.block_ptr[blk + 1]
@@ -35,7 +35,7 @@ def assert_sorted_by_entry_count(f, per_block):
     counts = np.diff(f.ptr)
     steps = np.diff(counts)
     if per_block:
-        steps = np.delete(steps, np.arange(B - 1, len(steps), B))  # from one block to the next: any
+        steps = np.delete(steps, np.arange(f.block - 1, len(steps), f.block))  # from one block to the next: any
     assert (steps >= 0).all(), "rows not sorted by their number of sparse entries"
 
 
@@ -60,6 +60,8 @@ def test_features_hold_every_pixel_exactly_once(case, dtype, per_block):
     N, D, kind, zeros = CASES[case]
     X, _ = random_problem(N, (D, 1), seed=N, kind=kind, zero_rows=zeros)
     f = prepare_features(X, np.dtype(dtype), per_block)
+    B = f.block
+    assert B == flags.pass_block(np.dtype(dtype))
     rows = (X[f.order] != 0)
     for blk, pixels in enumerate(dense_sets(f)):
         block = rows[blk * B:(blk + 1) * B] if per_block else rows

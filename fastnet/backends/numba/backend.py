@@ -84,7 +84,7 @@ class NumbaBackend(Backend):
 
     def _workspace(self, net):
         spaces = self._local.__dict__.setdefault("spaces", {})
-        key = (net.sizes, net.dtype.name, flags.BLOCK)
+        key = (net.sizes, net.dtype.name, flags.BLOCK, flags.pass_block(net.dtype))
         if key not in spaces:
             spaces[key] = Workspace(net.sizes, net.dtype)
         return spaces[key]
@@ -94,7 +94,7 @@ class NumbaBackend(Backend):
         A mini-batch's are cut from its dataset's features with one set of dense pixels (.features),
         as are those of a dataset below flags.PER_BLOCK_MIN_SAMPLES samples."""
         per_block = not data.is_subset and len(data) >= flags.PER_BLOCK_MIN_SAMPLES
-        features = data.prepared(("numba", net.dtype.name, flags.BLOCK, per_block),
+        features = data.prepared(("numba", net.dtype.name, flags.pass_block(net.dtype), per_block),
                                  lambda X: prepare_features(X, net.dtype, per_block), take=subset_features)
         if labels is None:
             labels = np.full(features.n_samples, -1, np.int64)
@@ -104,7 +104,7 @@ class NumbaBackend(Backend):
         """One pass over the data; the StepResult. With ``backward``, leaves the chunks' gradient
         sums in the workspace for :meth:`_reduce`."""
         n = features.n_samples
-        C = flags.n_chunks(n)
+        C = flags.n_chunks(n, features.block)
         buffers = ws.for_pass(len(features.slot_pixels))
         probs = ws.no_probs if probs is None else probs
 
@@ -139,7 +139,7 @@ class NumbaBackend(Backend):
     def _reduce(self, mean_grad, ws, net, features):
         """mean_grad = the gradient of the mean loss, from the chunk sums of the last pass."""
         n = features.n_samples
-        C = flags.n_chunks(n)
+        C = flags.n_chunks(n, features.block)
         b = ws.buffers
         chunks.reduce_gradients(mean_grad, b.flat_grads[:C], b.w1t_grads[:C], net.dtype.type(1 / n), b.layers)
 

@@ -1,5 +1,6 @@
 """The prepared features: a dataset's pixels split once (per dataset and dtype) into dense and
-sparse pixels, block by block (flags.BLOCK rows), in the layouts the layer-1 kernels read.
+sparse pixels, block by block (``block`` rows: flags.pass_block), in the layouts the layer-1
+kernels read.
 
 - **Dense pixels** of a block, non-zero in at least flags.DENSE_PIXEL_FRACTION of its samples,
   stored as they are: block blk's are ``pixels[block_ptr[blk]:block_ptr[blk + 1]]``, and
@@ -58,6 +59,7 @@ class Features(NamedTuple):
     scale: np.generic  # 1/255 for uint8 pixels, 1 for floats, in the network's dtype
     order: np.ndarray  # (N,) int64: row r of all the above holds sample order[r]
     row_of: np.ndarray  # (N,) int64: sample n is in row row_of[n] (order's inverse)
+    block: int  # B, the rows of a block (flags.pass_block of the network's dtype)
 
     @property
     def n_samples(self):
@@ -95,7 +97,7 @@ def prepare_features(X, dtype, per_block=True):
     """Features of validated pixels X (N, D) for a network of this dtype, in one of the two
     layouts (see above): ``per_block``, for a whole dataset, or one set of dense pixels, for a
     dataset that mini-batches are cut from."""
-    B = flags.BLOCK
+    B = flags.pass_block(dtype)
     N, D = X.shape
     blocks = -(-N // B)
     block_of = np.arange(N) // B
@@ -104,7 +106,7 @@ def prepare_features(X, dtype, per_block=True):
         grouped = similarity_order(X) if N > B else np.arange(N)
         nonzero = nonzero[grouped]
         in_block = np.minimum(B, N - np.arange(0, N, B))
-        is_dense = _block_sums(nonzero) >= flags.DENSE_PIXEL_FRACTION * in_block[:, None]  # (blocks, D)
+        is_dense = _block_sums(nonzero, B) >= flags.DENSE_PIXEL_FRACTION * in_block[:, None]  # (blocks, D)
     else:
         grouped = np.arange(N)
         is_dense = np.broadcast_to(nonzero.sum(axis=0) >= flags.DENSE_PIXEL_FRACTION * N, (blocks, D))
@@ -125,7 +127,7 @@ def prepare_features(X, dtype, per_block=True):
     slot_of = np.zeros(D, np.int64)
     slot_of[slot_pixels] = np.arange(len(slot_pixels))
     return Features(dense.reshape(-1), block_ptr, pixels, slot_of[pixels], slot_pixels, ptr, idx, val, scale, order,
-                    _inverse(order))
+                    _inverse(order), B)
 
 
 def _gather_rows(X, rows, out, at_once=4096):
@@ -135,10 +137,9 @@ def _gather_rows(X, rows, out, at_once=4096):
         out[start:start + at_once] = X[rows[start:start + at_once]]
 
 
-def _block_sums(nonzero):
-    """(blocks, D): how many rows of each block (flags.BLOCK rows; the last may have fewer) are
-    non-zero in each pixel. Summed as uint8 into uint16: ~10x faster than np.add.reduceat on bools."""
-    B = flags.BLOCK
+def _block_sums(nonzero, B):
+    """(blocks, D): how many rows of each block (B rows; the last may have fewer) are non-zero in
+    each pixel. Summed as uint8 into uint16: ~10x faster than np.add.reduceat on bools."""
     N, D = nonzero.shape
     whole = N // B
     counts = np.empty((-(-N // B), D), np.uint16 if B < 1 << 16 else np.int64)
@@ -159,7 +160,7 @@ def subset_features(f, samples):
     """Features of the samples ``samples`` (indices into the dataset, in the subset's order; a
     mini-batch) of features with one set of dense pixels (``per_block=False``), sorted as
     prepare_features sorts them: their values are copied, no new pass over the pixels."""
-    B = flags.BLOCK
+    B = f.block
     S = len(f.slot_pixels)  # the one set's pixels (each its own slot)
     if len(f.pixels) != S * (len(f.block_ptr) - 1):
         raise ValueError("mini-batches are cut from features with one set of dense pixels (per_block=False)")
@@ -174,4 +175,4 @@ def subset_features(f, samples):
     block_ptr = np.arange(blocks + 1, dtype=np.int64) * S
     slots = np.tile(np.arange(S, dtype=np.int64), blocks)
     return Features(dense.reshape(-1), block_ptr, np.tile(f.slot_pixels, blocks), slots, f.slot_pixels,
-                    *take_rows(f.ptr, f.idx, f.val, held), f.scale, order, _inverse(order))
+                    *take_rows(f.ptr, f.idx, f.val, held), f.scale, order, _inverse(order), B)

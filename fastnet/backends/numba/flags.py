@@ -7,6 +7,8 @@ would choose its folder from Numba's global configuration, which fastnet leaves 
 
 from __future__ import annotations
 
+from fastnet.backends.numba.vector import dtype_lane_count
+
 # fastmath *subset*: reassociation (lets LLVM vectorise float reductions), FMA contraction, no
 # signed zeros, reciprocal approximations. Not 'nnan'/'ninf': with those, NaN/inf checks are
 # silently compiled away, and fastnet must see divergence.
@@ -31,11 +33,26 @@ INLINE = dict(inline="always")
 # (``f(x, 0)``): Numba types a constant as a literal and compiles the kernel once more for it, so two
 # paths calling it with 0 and with a variable compiled it twice. Such a call passes ``np.int64(0)``.
 
-# Samples are processed in blocks of BLOCK (block k: rows k * BLOCK ... of .features): the upper layers' and
+# Samples are processed in blocks (block k: rows k * B ... of .features): the upper layers' and
 # the softmax's loops run over a block's samples, so a longer block spreads each loop's fixed cost
-# over more samples (128 measured 12% faster per step than 32 on 784-10-10 float32; 256 no better
-# than 128). A whole number of pairs of vectors (16 float32 samples): asserted in .workspace.
+# over more samples. A mini-batch epoch's blocks are BLOCK samples (128 measured 12% faster per step
+# than 32 on 784-10-10 float32; 256 no better than 128; at 784-64-10 float32, batches of 4,096, 256
+# took 1.23-1.36x the time of 128 on a znver4 host). A full-batch pass's are pass_block(dtype):
+# BLOCK, or PASS_BLOCK_VECTORS vectors of samples where that is more (256 float32 samples with
+# AVX-512's 16 lanes). Measured in one process, alternated, two threads, 256 against 128 float32
+# samples: on an Intel AVX-512 host 0.90-0.94x the time of a step at 784-10-10; on a znver4 host
+# 0.91-0.97x at 784-10-10 and 0.95x at 784-128-10; float64 (8 lanes) 1.05-1.08x and 1.02x, so it
+# stays at 128. Then whole steps there, fresh processes alternated, 4 rounds: 784-10-10 0.73-1.06x
+# (0.87, 0.73, 1.06, 0.96), 10,000 images 0.89-0.94x, 784-128-10 0.82-1.00x. A whole number of
+# pairs of vectors: asserted in .workspace.
 BLOCK = 128
+PASS_BLOCK_VECTORS = 16
+
+
+def pass_block(dtype):
+    """The samples per block of a full-batch pass for a network of this numpy dtype (see BLOCK)."""
+    return max(BLOCK, PASS_BLOCK_VECTORS * dtype_lane_count(dtype))
+
 
 # The bytes of a block's rows (a row: one unit's values for the block's B samples) that a kernel
 # keeps its working set within: half of Zen 3's 32 KiB L1 data cache (.dense_pixels, .sparse_pixels).
@@ -57,10 +74,11 @@ N_CHUNKS = 16
 MIN_CHUNK_SAMPLES = 2048
 
 
-def n_chunks(n_samples):
-    """How many chunks a pass over ``n_samples`` samples uses: up to N_CHUNKS of at least
-    MIN_CHUNK_SAMPLES, an even number, at least two from two blocks on, never more than blocks."""
-    blocks = -(-n_samples // BLOCK)
+def n_chunks(n_samples, block):
+    """How many chunks a pass over ``n_samples`` samples in blocks of ``block`` uses: up to
+    N_CHUNKS of at least MIN_CHUNK_SAMPLES, an even number, at least two from two blocks on, never
+    more than blocks."""
+    blocks = -(-n_samples // block)
     count = min(N_CHUNKS, n_samples // MIN_CHUNK_SAMPLES, blocks)
     return max(min(2, blocks), count - count % 2)
 

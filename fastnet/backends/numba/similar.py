@@ -1,5 +1,5 @@
 """An order of a dataset's samples in which similar ones are neighbours, so that the samples of a
-block (flags.BLOCK consecutive ones) share most of their non-zero pixels (see .features).
+block (flags.pass_block consecutive ones) share most of their non-zero pixels (see .features).
 
 k-means on the samples' leading principal components: the components and the centres come from
 an evenly spaced subsample of at most SUBSAMPLE rows, every sample is assigned to its nearest

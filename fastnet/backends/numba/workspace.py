@@ -1,7 +1,8 @@
 """The buffers the kernels work in, allocated once per (layer sizes, dtype) and reused by every
 call; and the layout invariants the kernels rely on, asserted here where the layout is built.
 
-Shape letters as in the package docstring (C is flags.N_CHUNKS here, B flags.BLOCK; Hp is set by
+Shape letters as in the package docstring (C is flags.N_CHUNKS here, B flags.pass_block: a pass's
+block, flags.BLOCK: an epoch's; Hp is set by
 :func:`padded_units`), and R rows of a block's activations (every layer's units stacked, see
 .layers), T threads (numba.config.NUMBA_NUM_THREADS).
 """
@@ -76,13 +77,13 @@ class Workspace:
     """The buffers for one (sizes, dtype). ``mean_grad`` (P,) receives the reduced gradient."""
 
     def __init__(self, sizes, dtype):
-        C, B, D, H = flags.N_CHUNKS, flags.BLOCK, sizes[0], sizes[1]
+        C, B, D, H = flags.N_CHUNKS, flags.pass_block(dtype), sizes[0], sizes[1]
         self.lanes = lanes = dtype_lane_count(dtype)
         Hp = padded_units(H, dtype)
         rows = block_rows(sizes, dtype)
         # dense_pixels.forward and upper_layers._products write 2 vectors of samples at a time: a
         # block is whole pairs of vectors
-        assert B % (2 * lanes) == 0, "flags.BLOCK must be a whole number of pairs of vectors"
+        assert B % (2 * lanes) == 0 and flags.BLOCK % (2 * lanes) == 0, "blocks must be whole pairs of vectors"
         # sparse_pixels.forward/backward take pass_width (1 to 4 vectors of) units at a time
         assert Hp >= H and Hp % lanes == 0 and (Hp // lanes <= 3 or Hp // lanes % 4 == 0), Hp
         self.buffers = Buffers(
@@ -119,13 +120,13 @@ class Workspace:
         self.epoch_buffers = None
 
     def for_epoch(self, blocks, parts):
-        """EpochBuffers for batches of up to ``blocks`` blocks of B samples, run by ``parts``
+        """EpochBuffers for batches of up to ``blocks`` blocks of flags.BLOCK samples, run by ``parts``
         threads (kept for the largest of each yet). Like the pass's, each block's rows run past
         the units by UNIT_TILE (block_rows)."""
         e = self.epoch_buffers
         if e is None or e.acts.shape[0] < blocks or e.unit_sums.shape[0] < parts:
             b = self.buffers
-            dtype, (_, rows, B), Hp = b.acts.dtype, b.acts.shape, b.Hp
+            dtype, rows, B, Hp = b.acts.dtype, b.acts.shape[1], flags.BLOCK, b.Hp
             blocks = max(blocks, 0 if e is None else e.acts.shape[0])
             parts = max(parts, 0 if e is None else e.unit_sums.shape[0])
             self.epoch_buffers = e = EpochBuffers(
