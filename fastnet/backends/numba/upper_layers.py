@@ -3,12 +3,11 @@ forward and backward, written to be called block by block by any pass over the d
 
 Layout: a block is at most B samples (flags.pass_block in a pass, flags.BLOCK in an epoch);
 ``acts`` and ``deltas`` are feature-major, (rows, B), every layer's units stacked (row
-``layers[l, ACT_AT] + o`` is unit o of layer l + 1, see .layers), so every inner loop runs over
-the block's samples and vectorises. ``flat`` is the
-network's flat parameter vector and ``layers`` its layer table. Only columns below nb are read
-for results; the products also fill the columns up to a whole pair of vectors (from whatever
-those hold). Nothing uses those; layer 1's deltas there are zeroed (first_layer.backward) before
-the dense pixels' backward pass reads them.
+``layers[l, ACT_AT] + o`` is unit o of layer l + 1, see .layers), so every inner loop runs over the
+block's samples and vectorises. ``flat`` is the network's flat parameter vector and ``layers`` its
+layer table. Only columns below nb are read for results; the products also fill the columns up to
+a whole pair of vectors (from whatever those hold). Nothing uses those; layer 1's deltas there are
+zeroed (first_layer.backward) before the dense pixels' backward pass reads them.
 
 The output layer's logits (its rows of ``acts``) go through .softmax between the two.
 
