@@ -84,7 +84,7 @@ class NumbaBackend(Backend):
 
     def _workspace(self, net):
         spaces = self._local.__dict__.setdefault("spaces", {})
-        key = (net.sizes, net.dtype.name, flags.BLOCK, flags.pass_block(net.dtype))
+        key = (net.sizes, net.dtype, flags.BLOCK, flags.pass_block(net.dtype))
         if key not in spaces:
             spaces[key] = Workspace(net.sizes, net.dtype)
         return spaces[key]
@@ -94,7 +94,7 @@ class NumbaBackend(Backend):
         A mini-batch's are cut from its dataset's features with one set of dense pixels (.features),
         as are those of a dataset below flags.PER_BLOCK_MIN_SAMPLES samples."""
         per_block = not data.is_subset and len(data) >= flags.PER_BLOCK_MIN_SAMPLES
-        features = data.prepared(("numba", net.dtype.name, flags.pass_block(net.dtype), per_block),
+        features = data.prepared(("numba", net.dtype, flags.pass_block(net.dtype), per_block),
                                  lambda X: prepare_features(X, net.dtype, per_block), take=subset_features)
         if labels is None:
             labels = np.full(features.n_samples, -1, np.int64)
@@ -134,7 +134,7 @@ class NumbaBackend(Backend):
         """Before a path's first call in this process: compiled on two cores if the cache is cold
         (.compiling). ``pixels``: an array of the dataset's prepared pixel values. The kernels'
         types depend on the dtypes and the number of inputs (uint16 or int32 pixel indices) only."""
-        compiling.prepare((path, net.sizes[0], net.dtype.name, pixels.dtype.name), make_calls, self._threads)
+        compiling.prepare((path, net.sizes[0], net.dtype, pixels.dtype), make_calls, self._threads)
 
     def _reduce(self, mean_grad, ws, net, features):
         """mean_grad = the gradient of the mean loss, from the chunk sums of the last pass."""
