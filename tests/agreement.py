@@ -31,12 +31,17 @@ AWKWARD_CASES = {
     "narrow hidden layers after the first, a partial block": (150, (30, 6, 1, 2, 4), "uint8", 0),
     # MNIST-like: an odd number of often non-zero pixels (the centre) and rarely non-zero ones (the edges)
     "dense and sparse pixels, a partial last block": (300, (57, 10, 10), "mixed", 3),
+    # the softmax multiplies a block's totals (each in [1, K]) before one log: 256 samples at 40
+    # classes, or 128 at 300, would overflow float64 without a bound
+    "many classes, blocks of up to 256": (600, (40, 8, 40), "uint8", 0),
+    "300 classes": (300, (20, 6, 300), "uint8", 0),
 }
 FLOAT32_AWKWARD_CASES = ["N=37 (not a multiple of the chunk count)", "hidden width 13, two hidden layers",
                          "dense and sparse pixels, a partial last block",
                          "hidden width 20 (3 vectors of 8 lanes, 5 of 4)",
                          "hidden width 129 (a mostly padded last pass)",
-                         "narrow hidden layers after the first, a partial block"]
+                         "narrow hidden layers after the first, a partial block",
+                         "many classes, blocks of up to 256"]
 
 
 def assert_stages_agree(backend, net, X, y, tol, ref_net=None):

@@ -23,6 +23,9 @@ from fastnet.backends.numba.layers import ACT_AT, N_OUT
 _TAYLOR = tuple(1 / math.factorial(k) for k in range(15, -1, -1))
 _TAYLOR_FLOAT32 = _TAYLOR[-9:]
 LOWEST = -64  # exp_nonpositive's polynomial covers [LOWEST, 0]
+# softmax_xent logs its product of the samples' totals (each in [1, K]) once it passes this: far
+# below float64's 1.8e308, with room for one more factor of any K below 1e58
+PRODUCT_LIMIT = 1e250
 
 
 def _taylor(x):
@@ -111,12 +114,17 @@ def softmax_xent(acts, nb, layers, labels, best, top, total, e):
             z[b] = e[b]
             total[b] += e[b]
     correct = 0
-    product = 1.0  # one log per block: each total is in [1, K]; 128 of them at K = 10 stay below 1e128
+    # the log of the totals' product, not of each total: each total is in [1, K], and the product
+    # is logged and restarted before it could overflow (a block of 256 samples at K = 17 would)
+    product = 1.0
     for b in range(nb):
         label = labels[b]
         if label >= 0:
             product *= total[b]
             correct += best[b] == label
+            if product > PRODUCT_LIMIT:
+                loss += np.log(product)
+                product = 1.0
     loss += np.log(product)
     for b in range(nb):
         total[b] = t(1) / total[b]
