@@ -277,6 +277,7 @@ def test_the_floor_counts_the_fma_units_datapath_not_only_the_vectors(monkeypatc
 
     assert benchmarks.fma_bits("skylake-avx512") == VECTOR_BITS  # units as wide as the vectors
     assert benchmarks.fma_bits("znver4") == 256  # AVX-512 in two 256-bit halves
+    assert benchmarks.fma_bits("znver3") == 256  # Zen 4 as LLVM before 16 names it
     assert benchmarks.fma_bits("znver1") == 128
     X = np.zeros((4, 784), np.uint8)
     X[:, :10] = 1  # 40 non-zero pixels

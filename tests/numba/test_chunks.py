@@ -41,10 +41,10 @@ def test_chunk_counts(block):
     assert flags.n_chunks(5 * flags.MIN_CHUNK_SAMPLES, block) == 4  # an even count: equal shares for two threads
 
 
-def test_a_pass_takes_16_vectors_of_samples_per_block_where_that_is_more_than_an_epochs_block():
-    for dtype in (np.dtype("float32"), np.dtype("float64")):
-        assert flags.pass_block(dtype) == max(flags.BLOCK, 16 * dtype_lane_count(dtype))
-        assert flags.pass_block(dtype) % (2 * dtype_lane_count(dtype)) == 0
+def test_a_pass_takes_256_float32_samples_per_block_with_avx512_else_an_epochs_128():
+    wide = dtype_lane_count(np.dtype("float32")) == 16
+    assert flags.pass_block(np.dtype("float32")) == (256 if wide else 128) and flags.BLOCK == 128
+    assert flags.pass_block(np.dtype("float64")) == 128
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -116,3 +116,28 @@ def test_chunks_are_dealt_back_and_forth():
     assert deal_chunks(8, 2) == [[0, 3, 4, 7], [1, 2, 5, 6]]
     assert deal_chunks(7, 3) == [[0, 5, 6], [1, 4], [2, 3]]
     assert deal_chunks(3, 1) == [[0, 1, 2]]
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-epoch", "epoch-of-steps"])
+def test_passes_in_larger_blocks_than_epochs_agree_on_every_path(monkeypatch, fused):
+    """Where a pass's blocks are larger than an epoch's (float32 with AVX-512), forced here on any
+    host: full-batch stages and steps, epochs (one compiled call, or, too large to fuse, a step per
+    batch on the batch's cut features) and evaluation in batches all agree with the reference."""
+    from tests.agreement import REF, assert_stages_agree, assert_steps_agree
+    from tests.helpers import random_problem
+    from fastnet.tolerances import TOLERANCES
+
+    monkeypatch.setattr(flags, "pass_block", lambda dtype: 2 * flags.BLOCK)
+    if not fused:
+        monkeypatch.setattr(flags, "FUSED_EPOCH_MAX_BYTES", 0)
+    X, y = random_problem(3 * flags.BLOCK + 41, (784, 12, 10), seed=4, kind="mixed", zero_rows=2)
+    net = fastnet.Network.init((784, 12, 10), seed=2)
+    tol = TOLERANCES["float64"]
+    assert_stages_agree(FAST, net, X, y, tol)
+    assert_steps_agree(FAST, net, X, y, 2, tol)
+    order = np.random.default_rng(5).permutation(len(y))
+    fast, ref = net.copy(), net.copy()
+    np.testing.assert_allclose(FAST.epoch(fast, X, y, lr=0.1, batch_size=150, order=order).losses,
+                               REF.epoch(ref, X, y, lr=0.1, batch_size=150, order=order).losses, **tol)
+    np.testing.assert_allclose(fast.flat, ref.flat, **tol, err_msg="parameters after an epoch")
+    assert FAST.evaluate(fast, X, y, batch_size=100).loss == pytest.approx(REF.evaluate(ref, X, y).loss, rel=1e-10)

@@ -15,18 +15,19 @@ from tests.helpers import random_problem
 
 D = 57
 WIDTHS = [1, 5, 13, 20, 37, 129]
-CASES = [(H, dtype, blk, nb) for H in WIDTHS for dtype in ("float32", "float64") for blk, nb in ((0, 128), (1, 37))]
+CASES = [(H, dtype, blk, nb) for H in WIDTHS for dtype in ("float32", "float64") for blk, nb in ((0, None), (1, 37))]  # None: a whole block
 TOL = {"float32": dict(rtol=2e-5, atol=1e-3), "float64": dict(rtol=1e-12, atol=1e-10)}
 
 
 class Block:
-    """Block ``blk`` (of nb samples) of a dataset of blk * B + nb mixed uint8 images, prepared for a
+    """Block ``blk`` (of nb samples, None: a whole block) of a dataset of blk * B + nb mixed uint8 images, prepared for a
     D-H-3 network; X the block's pixels as floats, W1 and b1 the layer's parameters."""
 
     def __init__(self, H, dtype, blk, nb):
         self.sizes, self.dtype = (D, H, 3), np.dtype(dtype)
         self.ws = Workspace(self.sizes, self.dtype)
         self.B = self.ws.buffers.acts.shape[2]
+        nb = self.B if nb is None else nb
         X, _ = random_problem(blk * self.B + nb, self.sizes, seed=H + nb, kind="mixed", zero_rows=1)
         self.features = prepare_features(X, self.dtype)
         f = self.features
@@ -56,7 +57,7 @@ class Block:
         return flat_w1t.reshape(D, self.Hp)[:, :self.H].T
 
 
-@pytest.fixture(params=CASES, ids=lambda c: f"H{c[0]}-{c[1]}-block{c[2]}-nb{c[3]}")
+@pytest.fixture(params=CASES, ids=lambda c: f"H{c[0]}-{c[1]}-block{c[2]}-nb{c[3] or 'B'}")
 def block(request):
     return Block(*request.param)
 

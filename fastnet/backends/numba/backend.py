@@ -213,7 +213,7 @@ class NumbaBackend(Backend):
 
     def _fused_epoch(self, net, data, labels, lr, batch_size, order, first_loss, max_ratio, checked, train=True):
         dtype = net.dtype
-        features = data.prepared(("numba-epoch", dtype.name), lambda X: epoch_features(X, dtype),
+        features = data.prepared(("numba-epoch", dtype), lambda X: epoch_features(X, dtype),
                                  take=subset_epoch_features)
         ws = self._workspace(net)
         b = ws.buffers

@@ -35,9 +35,10 @@ INLINE = dict(inline="always")
 
 # Samples are processed in blocks (block k: rows k * B ... of .features): the upper layers' and
 # the softmax's loops run over a block's samples, so a longer block spreads each loop's fixed cost
-# over more samples. A mini-batch epoch's blocks are BLOCK samples (128 measured 12% faster per step
-# than 32 on 784-10-10 float32; 256 no better than 128; at 784-64-10 float32, batches of 4,096, 256
-# took 1.23-1.36x the time of 128 on a znver4 host). A full-batch pass's are pass_block(dtype):
+# over more samples. An epoch in one compiled call (.epoch) takes blocks of BLOCK samples (128
+# measured 12% faster per step than 32 on 784-10-10 float32; 256 no better than 128; at 784-64-10
+# float32, batches of 4,096, 256 took 1.23-1.36x the time of 128 on a znver4 host). A full-batch
+# pass's (and so an epoch's too large for one call, stepped batch by batch) are pass_block(dtype):
 # BLOCK, or PASS_BLOCK_VECTORS vectors of samples where that is more (256 float32 samples with
 # AVX-512's 16 lanes). Measured in one process, alternated, two threads, 256 against 128 float32
 # samples: on an Intel AVX-512 host 0.90-0.94x the time of a step at 784-10-10; on a znver4 host

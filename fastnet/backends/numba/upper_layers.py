@@ -1,7 +1,7 @@
 """Layers 2..L (the hidden layers after the first, and the output layer) on one block of samples:
 forward and backward, written to be called block by block by any pass over the data.
 
-Layout: a block is at most B samples (flags.pass_block in a pass, flags.BLOCK in an epoch);
+Layout: a block is at most B samples (flags.pass_block in a pass, flags.BLOCK in .epoch's);
 ``acts`` and ``deltas`` are feature-major, (rows, B), every layer's units stacked (row
 ``layers[l, ACT_AT] + o`` is unit o of layer l + 1, see .layers), so every inner loop runs over the
 block's samples and vectorises. ``flat`` is the network's flat parameter vector and ``layers`` its

@@ -1,10 +1,9 @@
 """The buffers the kernels work in, allocated once per (layer sizes, dtype) and reused by every
 call; and the layout invariants the kernels rely on, asserted here where the layout is built.
 
-Shape letters as in the package docstring (C is flags.N_CHUNKS here, B flags.pass_block: a pass's
-block, flags.BLOCK: an epoch's; Hp is set by
-:func:`padded_units`), and R rows of a block's activations (every layer's units stacked, see
-.layers), T threads (numba.config.NUMBA_NUM_THREADS).
+Shape letters as in the package docstring (C is flags.N_CHUNKS here, B flags.pass_block, a pass's
+block: flags.BLOCK is .epoch's; Hp is set by :func:`padded_units`), and R rows of a block's
+activations (every layer's units stacked, see .layers), T threads (numba.config.NUMBA_NUM_THREADS).
 """
 
 from __future__ import annotations
