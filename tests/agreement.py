@@ -31,8 +31,8 @@ AWKWARD_CASES = {
     "narrow hidden layers after the first, a partial block": (150, (30, 6, 1, 2, 4), "uint8", 0),
     # MNIST-like: an odd number of often non-zero pixels (the centre) and rarely non-zero ones (the edges)
     "dense and sparse pixels, a partial last block": (300, (57, 10, 10), "mixed", 3),
-    # the softmax multiplies a block's totals (each in [1, K]) before one log: 256 samples at 40
-    # classes, or 128 at 300, would overflow float64 without a bound
+    # many classes, in blocks of up to 256 samples (float32 with AVX-512): the softmax's bounded
+    # product of the totals (its overflow itself: tests/numba/test_softmax.py)
     "many classes, blocks of up to 256": (600, (40, 8, 40), "uint8", 0),
     "300 classes": (300, (20, 6, 300), "uint8", 0),
 }

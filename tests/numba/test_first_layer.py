@@ -15,7 +15,8 @@ from tests.helpers import random_problem
 
 D = 57
 WIDTHS = [1, 5, 13, 20, 37, 129]
-CASES = [(H, dtype, blk, nb) for H in WIDTHS for dtype in ("float32", "float64") for blk, nb in ((0, None), (1, 37))]  # None: a whole block
+# (block, samples): a whole block (None), and a partial second one
+CASES = [(H, dtype, blk, nb) for H in WIDTHS for dtype in ("float32", "float64") for blk, nb in ((0, None), (1, 37))]
 TOL = {"float32": dict(rtol=2e-5, atol=1e-3), "float64": dict(rtol=1e-12, atol=1e-10)}
 
 

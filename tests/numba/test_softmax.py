@@ -24,3 +24,21 @@ def test_nan_stays_nan(dtype):
     out = np.empty_like(x)
     exp_nonpositive(out, x, 3)
     assert np.isnan(out[1]) and out[0] == 1.0
+
+
+@pytest.mark.parametrize("nb, K", [(256, 17), (128, 300), (256, 1000)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_loss_of_a_block_of_tied_logits_is_finite_at_any_class_count(nb, K, dtype):
+    """Tied logits give every sample the largest softmax total there is, K: the block's loss is
+    nb * log K. Multiplied before one log, K^nb overflowed float64 (17^256, 300^128)."""
+    from fastnet.backends.numba.layers import ACT_AT, layer_table
+    from fastnet.backends.numba.softmax import softmax_xent
+
+    layers = layer_table((3, K))
+    acts = np.zeros((layers[-1, ACT_AT] + K, nb), dtype)
+    labels = np.arange(nb) % K
+    scratch = [np.empty(nb, dtype) for _ in range(3)]
+    loss, correct = softmax_xent(acts, nb, layers, labels, np.empty(nb, np.int64), *scratch)
+    assert loss == pytest.approx(nb * np.log(K), rel=1e-6)
+    assert correct == np.count_nonzero(labels == 0)  # a tie goes to the first class, as np.argmax
+    np.testing.assert_allclose(acts[layers[-1, ACT_AT]:], 1 / K, rtol=1e-6)

@@ -39,8 +39,9 @@ UNIT_TILE = 5  # units per register tile: 2 x 5 vector accumulators (+ 2 inputs)
 TILES_AT_ONCE = 2 if VECTOR_REGISTERS >= 32 else 1
 # The backward pass reads all of a block's dense pixels once per group of units whose deltas take at
 # most flags.L1_ROWS_BYTES: 30 units at float32 (15 in blocks of 256, flags.pass_block), 15 at
-# float64, so at hidden 10 all units at once, as before. Measured on a whole pass over MNIST at 784-128-10 float32, against all 128 units' deltas
-# (64 KiB) at once: 0.95-0.96x the time (in one process, alternated).
+# float64, so at hidden 10 all units at once, as before. Measured on a whole pass over MNIST at
+# 784-128-10 float32, against all 128 units' deltas (64 KiB) at once: 0.95-0.96x the time (in one
+# process, alternated).
 
 
 @njit(**NJIT, **INLINE)
