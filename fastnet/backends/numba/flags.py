@@ -44,8 +44,8 @@ INLINE = dict(inline="always")
 # samples: on an Intel AVX-512 host 0.90-0.94x the time of a step at 784-10-10; on a znver4 host
 # 0.91-0.97x at 784-10-10 and 0.95x at 784-128-10; float64 (8 lanes) 1.05-1.08x and 1.02x, so it
 # stays at 128. Then whole steps there, fresh processes alternated, 4 rounds: 784-10-10 0.73-1.06x
-# (0.87, 0.73, 1.06, 0.96), 10,000 images 0.89-0.94x, 784-128-10 0.82-1.00x; 512 against 256
-# there: 1.24-1.29x and 1.10x. A whole number of pairs of vectors: asserted in .workspace.
+# (0.87, 0.73, 1.06, 0.96), 10,000 images 0.89-0.94x, 784-128-10 0.82-1.00x. 512 against 256, in
+# one process: 1.24-1.29x and 1.10x. A whole number of pairs of vectors: asserted in .workspace.
 BLOCK = 128
 PASS_BLOCK_VECTORS = 16
 
