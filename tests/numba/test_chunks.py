@@ -10,7 +10,10 @@ import pytest
 import fastnet
 from fastnet.backends.numba import flags
 from fastnet.backends.numba.vector import dtype_lane_count
-from tests.agreement import AWKWARD_CASES, assert_awkward_case_agrees, assert_float32_awkward_cases_agree
+from fastnet.tolerances import TOLERANCES
+from tests.agreement import (AWKWARD_CASES, REF, assert_awkward_case_agrees, assert_float32_awkward_cases_agree,
+                             assert_stages_agree, assert_steps_agree)
+from tests.helpers import random_problem
 
 FAST = fastnet.get_backend("numba")
 
@@ -123,10 +126,6 @@ def test_passes_in_larger_blocks_than_epochs_agree_on_every_path(monkeypatch, fu
     """Where a pass's blocks are larger than an epoch's (float32 with AVX-512), forced here on any
     host: full-batch stages and steps, epochs (one compiled call, or, too large to fuse, a step per
     batch on the batch's cut features) and evaluation in batches all agree with the reference."""
-    from tests.agreement import REF, assert_stages_agree, assert_steps_agree
-    from tests.helpers import random_problem
-    from fastnet.tolerances import TOLERANCES
-
     monkeypatch.setattr(flags, "pass_block", lambda dtype: 2 * flags.BLOCK)
     if not fused:
         monkeypatch.setattr(flags, "FUSED_EPOCH_MAX_BYTES", 0)

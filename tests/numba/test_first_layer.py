@@ -21,8 +21,9 @@ TOL = {"float32": dict(rtol=2e-5, atol=1e-3), "float64": dict(rtol=1e-12, atol=1
 
 
 class Block:
-    """Block ``blk`` (of nb samples, None: a whole block) of a dataset of blk * B + nb mixed uint8 images, prepared for a
-    D-H-3 network; X the block's pixels as floats, W1 and b1 the layer's parameters."""
+    """Block ``blk`` (of nb samples, None: a whole block) of a dataset of blk * B + nb mixed uint8
+    images, prepared for a D-H-3 network; X the block's pixels as floats, W1 and b1 the layer's
+    parameters."""
 
     def __init__(self, H, dtype, blk, nb):
         self.sizes, self.dtype = (D, H, 3), np.dtype(dtype)
