@@ -17,21 +17,26 @@ from fastnet.backends.numba.vector import (at, lane_count, vadd, vadd_transposed
                                           vsplat, vstore, vstore_transposed, vzero)
 
 # The kernels work per sample, on its units' sums (forward) or deltas (backward) held contiguous,
-# while a block's activations and deltas are feature-major (.upper_layers). When a block's H rows
-# take more than flags.L1_ROWS_BYTES, SAMPLE_TILE samples' are stored sample-major and moved in
-# square tiles of vectors (vector.vadd_transposed, vstore_transposed); else one sample's H values at
-# a time. Measured on MNIST, both passes over all blocks, one thread, in one process, alternated,
-# tiles against one sample at a time: float32 at hidden 10, 20, 32, 48, 64, 128: 1.05, 1.10, 0.98,
-# 0.93, 0.80, 0.74x the time; float64 at hidden 10, 20, 32, 128: 1.05, 1.02, 0.84, 0.76x. One
-# sample's H values at a time touch H cache lines of the block's rows, which at hidden 128 float32
-# take 64 KiB.
+# while a block's activations and deltas are feature-major (.upper_layers). In rows of one vector,
+# or when a block's H rows take more than flags.L1_ROWS_BYTES, SAMPLE_TILE samples' are stored
+# sample-major and moved in square tiles of vectors (vector.vadd_transposed, vstore_transposed);
+# else one sample's H values at a time. Measured on MNIST, both passes over all blocks, one thread,
+# in one process, alternated, tiles against one sample at a time: float32 at hidden 10, 20, 32, 48,
+# 64, 128: 1.05, 1.10, 0.98, 0.93, 0.80, 0.74x the time; float64 at hidden 10, 20, 32, 128: 1.05,
+# 1.02, 0.84, 0.76x. One sample's H values at a time touch H cache lines of the block's rows, which
+# at hidden 128 float32 take 64 KiB. Since the one-vector loops were inlined (_sum_rows_1_inline,
+# _add_rows_1), tiles have paid at hidden 10 too, where a sample's scalar sums and deltas then cost
+# more than its entries: float32 with 16 lanes (a znver4 host, one thread, fresh processes
+# alternated, 3 rounds), the sparse forward 114-130 -> 65-67 cycles per image, the backward
+# 113-116 -> 93-96, a whole pass 531-560 -> 512-516. Float64 at hidden 10 (two vectors, sum_rows
+# called per sample) in tiles: 1.01-1.03x the pass's time, so rows of 2 or 3 vectors keep the rule.
 SAMPLE_TILE = 16
 
 
 @njit(**NJIT_SIMD, **INLINE)
-def _in_tiles(rows, H):
+def _in_tiles(rows, H, Hp):
     """Whether the kernels move a block's values in tiles (see SAMPLE_TILE)."""
-    return H * rows.shape[1] * rows.itemsize > L1_ROWS_BYTES
+    return Hp == lane_count(rows) or H * rows.shape[1] * rows.itemsize > L1_ROWS_BYTES
 
 
 @njit(**NJIT_SIMD, **INLINE)
@@ -45,8 +50,8 @@ def pass_width(Hp, lanes):
 @njit(**NJIT_SIMD, **INLINE)
 def _sum_rows_1_inline(z, t, lo, hi, idx, val, W1T, Hp):
     """As _sum_rows_2 for one vector of units (hidden up to 8 float32 units, or 16 with AVX-512):
-    four entries at a time into four sums. Inlined into the forward pass for rows of one vector
-    (as _add_rows_1 into the backward), called through _sum_rows_1 elsewhere. At 784-10-10 float32
+    four entries at a time into four sums. Inlined into the forward pass's tiles for rows of one
+    vector (as _add_rows_1 into the backward's), called through _sum_rows_1 elsewhere. At 784-10-10 float32
     with 16 lanes, against a call of _sum_rows_1 per sample (a znver4 host, fresh processes
     alternated): the first layer's forward took 0.73-0.80x the time on one thread (3 rounds), a
     step on two threads 0.77-0.95x (4 rounds). Inlining the two-vector variant too (float64 at
@@ -153,15 +158,12 @@ def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
     registers, then stored in ``sums`` (SAMPLE_TILE, Hp), scratch, and moved into acts (see
     SAMPLE_TILE). In tiles, the rows from H up to a whole vector get the padding units' sums, zero."""
     width = pass_width(Hp, lane_count(W1T))
-    if not _in_tiles(acts, H):
+    if not _in_tiles(acts, H, Hp):
         z = sums[0]
         for b in range(nb):
             lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
             if lo != hi:
-                if Hp == lane_count(z):
-                    _sum_rows_1_inline(z, 0, lo, hi, idx, val, W1T, Hp)
-                else:
-                    sum_rows(z, lo, hi, idx, val, W1T, Hp, width)
+                sum_rows(z, lo, hi, idx, val, W1T, Hp, width)
                 for h in range(H):
                     acts[h, b] += z[h]
         return
@@ -171,7 +173,10 @@ def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
         for j in range(T):  # an empty row's sums are zeros, and so are those past the last sample
             lo = at(ptr, n0 + b0 + j) if j < n else 0
             hi = at(ptr, n0 + b0 + j + 1) if j < n else 0
-            sum_rows(sums[j], lo, hi, idx, val, W1T, Hp, width)
+            if Hp == lane_count(W1T):
+                _sum_rows_1_inline(sums[j], 0, lo, hi, idx, val, W1T, Hp)
+            else:
+                sum_rows(sums[j], lo, hi, idx, val, W1T, Hp, width)
         _add_transposed_sums(acts, b0, sums, n, H)
 
 
@@ -181,8 +186,9 @@ def _add_rows_1(rows, e, t, lo, hi, idx, val, Hp):
     (one-vector shares, .epoch), and into the backward pass for rows of one vector. There, at
     784-10-10 float32 with 16 lanes, against a call of add_rows per sample: 0.92x the time of a
     whole pass on one thread (in one process, alternated). Inlining add_rows itself (so the epoch's
-    calls too), or a two-vector variant beside this one, made the pass slower instead (1.1x), as
-    did the backward pass's tiles (SAMPLE_TILE) at this width."""
+    calls too), or a two-vector variant beside this one, made the pass slower instead (1.1x). The
+    backward pass's tiles (SAMPLE_TILE) at this width were slower too while they called add_rows
+    per sample; with this loop inlined there, they are faster (see SAMPLE_TILE)."""
     d = vload(e, t)
     k = lo
     while k + 4 <= hi:
@@ -234,7 +240,7 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
     (see SAMPLE_TILE), zero from H on. The deltas' columns from nb to the next whole vector must be
     zero (first_layer.backward zeroes them)."""
     width = pass_width(Hp, lane_count(scaled))
-    if not _in_tiles(deltas, H):
+    if not _in_tiles(deltas, H, Hp):
         e = scaled[0]
         e[H:] = 0
         for b in range(nb):
@@ -242,10 +248,7 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
             if lo != hi:
                 for h in range(H):
                     e[h] = deltas[h, b] * scale
-                if Hp == lane_count(e):
-                    _add_rows_1(w1t_grad, e, 0, lo, hi, idx, val, Hp)
-                else:
-                    add_rows(w1t_grad, e, lo, hi, idx, val, Hp, width)
+                add_rows(w1t_grad, e, lo, hi, idx, val, Hp, width)
         return
     T = scaled.shape[0]
     for b0 in range(0, nb, T):
@@ -254,7 +257,10 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
         for j in range(n):
             lo, hi = at(ptr, n0 + b0 + j), at(ptr, n0 + b0 + j + 1)
             if lo != hi:
-                add_rows(w1t_grad, scaled[j], lo, hi, idx, val, Hp, width)
+                if Hp == lane_count(scaled):
+                    _add_rows_1(w1t_grad, scaled[j], 0, lo, hi, idx, val, Hp)
+                else:
+                    add_rows(w1t_grad, scaled[j], lo, hi, idx, val, Hp, width)
 
 
 # The two moves in tiles are kernels of their own, not inlined: in first_layer's passes, which
