@@ -1,8 +1,8 @@
 """Layer 1's kernels one by one against a numpy expression (as llm.c checks each kernel alone
 against its CPU reference): the weights gathered pixel-major, the dense-pixel and sparse-pixel
 parts of the forward and backward pass, and the whole layer, on one block of samples, in buffers
-laid out by Workspace. Widths cover 2, 3 and 4 vectors of units per pass, partial unit tiles and
-partial blocks."""
+laid out by Workspace. Widths cover 1, 2, 3 and 4 vectors of units per pass (1 and 2 moved in
+tiles, sparse_pixels.SAMPLE_TILE), partial unit tiles and partial blocks."""
 
 import numpy as np
 import pytest

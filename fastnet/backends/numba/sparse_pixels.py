@@ -24,19 +24,22 @@ from fastnet.backends.numba.vector import (at, lane_count, vadd, vadd_transposed
 # in one process, alternated, tiles against one sample at a time: float32 at hidden 10, 20, 32, 48,
 # 64, 128: 1.05, 1.10, 0.98, 0.93, 0.80, 0.74x the time; float64 at hidden 10, 20, 32, 128: 1.05,
 # 1.02, 0.84, 0.76x. One sample's H values at a time touch H cache lines of the block's rows, which
-# at hidden 128 float32 take 64 KiB. Since the one-vector loops were inlined (_sum_rows_1_inline,
-# _add_rows_1), tiles have paid at hidden 10 too, where a sample's scalar sums and deltas then cost
-# more than its entries: float32 with 16 lanes (a znver4 host, one thread, fresh processes
-# alternated, 3 rounds), the sparse forward 114-130 -> 65-67 cycles per image, the backward
-# 113-116 -> 93-96, a whole pass 531-560 -> 512-516. Float64 at hidden 10 (two vectors, sum_rows
-# called per sample) in tiles: 1.01-1.03x the pass's time, so rows of 2 or 3 vectors keep the rule.
+# at hidden 128 float32 take 64 KiB. Rows of one or two vectors are moved in tiles too, with the
+# loops over a sample's entries inlined there (_sum_rows_narrow, _add_rows_narrow): a sample's H
+# scalar sums and deltas then cost more than its entries. Against one sample at a time (a znver4
+# host, one thread, fresh processes alternated, 3 rounds, cycles per image over MNIST):
+# - float32 at hidden 10 (one vector of 16 lanes): the sparse forward 117-125 -> 67-70, the
+#   backward 116-120 -> 94-105, a whole pass 526-555 -> 507-523;
+# - float64 at hidden 10 (two vectors of 8): forward 165-171 -> 104-107, backward 199-202 ->
+#   158-162, a whole pass 1077-1087 -> 947-979.
+# Tiles calling sum_rows and add_rows per sample, not inlined, were slower at hidden 10 (above).
 SAMPLE_TILE = 16
 
 
 @njit(**NJIT_SIMD, **INLINE)
 def _in_tiles(rows, H, Hp):
     """Whether the kernels move a block's values in tiles (see SAMPLE_TILE)."""
-    return Hp == lane_count(rows) or H * rows.shape[1] * rows.itemsize > L1_ROWS_BYTES
+    return Hp <= 2 * lane_count(rows) or H * rows.shape[1] * rows.itemsize > L1_ROWS_BYTES
 
 
 @njit(**NJIT_SIMD, **INLINE)
@@ -48,41 +51,14 @@ def pass_width(Hp, lanes):
 
 
 @njit(**NJIT_SIMD, **INLINE)
-def _sum_rows_1_inline(z, t, lo, hi, idx, val, W1T, Hp):
-    """As _sum_rows_2 for one vector of units (hidden up to 8 float32 units, or 16 with AVX-512):
-    four entries at a time into four sums. Inlined into the forward pass's tiles for rows of one
-    vector (as _add_rows_1 into the backward's), called through _sum_rows_1 elsewhere. At 784-10-10 float32
-    with 16 lanes, against a call of _sum_rows_1 per sample (a znver4 host, fresh processes
-    alternated): the first layer's forward took 0.73-0.80x the time on one thread (3 rounds), a
-    step on two threads 0.77-0.95x (4 rounds). Inlining the two-vector variant too (float64 at
-    hidden 10) showed nothing through this host's noise."""
-    s0 = s1 = s2 = s3 = vzero(W1T)
-    k = lo
-    while k + 4 <= hi:
-        x = vload4(W1T, val, k)
-        s0 = vfma(vload(W1T, at(idx, k) * Hp + t), vsplat(x, 0), s0)
-        s1 = vfma(vload(W1T, at(idx, k + 1) * Hp + t), vsplat(x, 1), s1)
-        s2 = vfma(vload(W1T, at(idx, k + 2) * Hp + t), vsplat(x, 2), s2)
-        s3 = vfma(vload(W1T, at(idx, k + 3) * Hp + t), vsplat(x, 3), s3)
-        k += 4
-    while k < hi:
-        s0 = vfma(vload(W1T, at(idx, k) * Hp + t), vbroadcast(W1T, at(val, k)), s0)
-        k += 1
-    vstore(z, t, vadd(vadd(s0, s1), vadd(s2, s3)))
+def _sum_rows_narrow(z, t, V, lo, hi, idx, val, W1T, Hp):
+    """z[t : t + V lanes] = sum over entries k in [lo, hi) of val[k] * W1T[idx[k] * Hp + t : ...],
+    for V = 1 or 2 vectors of units (a constant: its branches fold away).
 
-
-@njit(**NJIT_SIMD)
-def _sum_rows_1(z, t, lo, hi, idx, val, W1T, Hp):
-    """_sum_rows_1_inline, compiled on its own (sum_rows' one-vector passes)."""
-    _sum_rows_1_inline(z, t, lo, hi, idx, val, W1T, Hp)
-
-
-@njit(**NJIT_SIMD)
-def _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp):
-    """z[t : t + 2 lanes] = sum over entries k in [lo, hi) of val[k] * W1T[idx[k] * Hp + t : ...].
-
-    Entries are taken four at a time into four independent pairs of sums: an FMA takes 4 cycles,
-    and a single chain of sums would wait on each one.
+    Entries are taken four at a time into four independent sums per vector: an FMA takes 4 cycles,
+    and a single chain of sums would wait on each one. Inlined into the forward pass's tiles for
+    rows of one or two vectors (as _add_rows_narrow into the backward's), called through
+    _sum_rows_1 and _sum_rows_2 elsewhere. Measured: see SAMPLE_TILE.
     """
     lanes = lane_count(W1T)
     s0 = s1 = s2 = s3 = u0 = u1 = u2 = u3 = vzero(W1T)  # s: units t.., u: units t + lanes..
@@ -92,26 +68,49 @@ def _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp):
         p2, p3 = at(idx, k + 2) * Hp + t, at(idx, k + 3) * Hp + t
         x = vload4(W1T, val, k)  # four pixel values, converted at once
         v = vsplat(x, 0)
-        s0, u0 = vfma(vload(W1T, p0), v, s0), vfma(vload(W1T, p0 + lanes), v, u0)
+        s0 = vfma(vload(W1T, p0), v, s0)
+        if V > 1:
+            u0 = vfma(vload(W1T, p0 + lanes), v, u0)
         v = vsplat(x, 1)
-        s1, u1 = vfma(vload(W1T, p1), v, s1), vfma(vload(W1T, p1 + lanes), v, u1)
+        s1 = vfma(vload(W1T, p1), v, s1)
+        if V > 1:
+            u1 = vfma(vload(W1T, p1 + lanes), v, u1)
         v = vsplat(x, 2)
-        s2, u2 = vfma(vload(W1T, p2), v, s2), vfma(vload(W1T, p2 + lanes), v, u2)
+        s2 = vfma(vload(W1T, p2), v, s2)
+        if V > 1:
+            u2 = vfma(vload(W1T, p2 + lanes), v, u2)
         v = vsplat(x, 3)
-        s3, u3 = vfma(vload(W1T, p3), v, s3), vfma(vload(W1T, p3 + lanes), v, u3)
+        s3 = vfma(vload(W1T, p3), v, s3)
+        if V > 1:
+            u3 = vfma(vload(W1T, p3 + lanes), v, u3)
         k += 4
     while k < hi:
         p0 = at(idx, k) * Hp + t
         v = vbroadcast(W1T, at(val, k))
-        s0, u0 = vfma(vload(W1T, p0), v, s0), vfma(vload(W1T, p0 + lanes), v, u0)
+        s0 = vfma(vload(W1T, p0), v, s0)
+        if V > 1:
+            u0 = vfma(vload(W1T, p0 + lanes), v, u0)
         k += 1
     vstore(z, t, vadd(vadd(s0, s1), vadd(s2, s3)))
-    vstore(z, t + lanes, vadd(vadd(u0, u1), vadd(u2, u3)))
+    if V > 1:
+        vstore(z, t + lanes, vadd(vadd(u0, u1), vadd(u2, u3)))
+
+
+@njit(**NJIT_SIMD)
+def _sum_rows_1(z, t, lo, hi, idx, val, W1T, Hp):
+    """_sum_rows_narrow for one vector, compiled on its own (sum_rows' one-vector passes)."""
+    _sum_rows_narrow(z, t, 1, lo, hi, idx, val, W1T, Hp)
+
+
+@njit(**NJIT_SIMD)
+def _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp):
+    """_sum_rows_narrow for two vectors, compiled on its own (sum_rows' two-vector passes)."""
+    _sum_rows_narrow(z, t, 2, lo, hi, idx, val, W1T, Hp)
 
 
 @njit(**NJIT_SIMD)
 def _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp):
-    """As _sum_rows_2 for V = 3 or 4 vectors of units: two entries at a time (2V sums in registers
+    """As _sum_rows_narrow for V = 3 or 4 vectors of units: two entries at a time (2V sums in registers
     already hide the FMA latency)."""
     lanes = lane_count(W1T)
     a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = vzero(W1T)  # a: entry k, c: entry k + 1
@@ -157,7 +156,8 @@ def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
     (unscaled): per sample, one pass over its entries per pass_width units, the sums held in
     registers, then stored in ``sums`` (SAMPLE_TILE, Hp), scratch, and moved into acts (see
     SAMPLE_TILE). In tiles, the rows from H up to a whole vector get the padding units' sums, zero."""
-    width = pass_width(Hp, lane_count(W1T))
+    lanes = lane_count(W1T)
+    width = pass_width(Hp, lanes)
     if not _in_tiles(acts, H, Hp):
         z = sums[0]
         for b in range(nb):
@@ -173,37 +173,48 @@ def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
         for j in range(T):  # an empty row's sums are zeros, and so are those past the last sample
             lo = at(ptr, n0 + b0 + j) if j < n else 0
             hi = at(ptr, n0 + b0 + j + 1) if j < n else 0
-            if Hp == lane_count(W1T):
-                _sum_rows_1_inline(sums[j], 0, lo, hi, idx, val, W1T, Hp)
+            if Hp == lanes:
+                _sum_rows_narrow(sums[j], 0, 1, lo, hi, idx, val, W1T, Hp)
+            elif Hp == 2 * lanes:
+                _sum_rows_narrow(sums[j], 0, 2, lo, hi, idx, val, W1T, Hp)
             else:
                 sum_rows(sums[j], lo, hi, idx, val, W1T, Hp, width)
         _add_transposed_sums(acts, b0, sums, n, H)
 
 
 @njit(**NJIT_SIMD, **INLINE)
-def _add_rows_1(rows, e, t, lo, hi, idx, val, Hp):
-    """add_rows for the one vector of units from t, four entries at a time: inlined into add_rows
-    (one-vector shares, .epoch), and into the backward pass for rows of one vector. There, at
-    784-10-10 float32 with 16 lanes, against a call of add_rows per sample: 0.92x the time of a
-    whole pass on one thread (in one process, alternated). Inlining add_rows itself (so the epoch's
-    calls too), or a two-vector variant beside this one, made the pass slower instead (1.1x). The
-    backward pass's tiles (SAMPLE_TILE) at this width were slower too while they called add_rows
-    per sample; with this loop inlined there, they are faster (see SAMPLE_TILE)."""
+def _add_rows_narrow(rows, e, t, V, lo, hi, idx, val, Hp):
+    """add_rows for V = 1 or 2 vectors of units from t (a constant: its branches fold away), four
+    entries at a time: inlined into add_rows (one-vector shares, .epoch), and into the backward
+    pass's tiles for rows of one or two vectors (see SAMPLE_TILE). Inlined into the backward pass
+    one sample at a time, at 784-10-10 float32 with 16 lanes, against a call of add_rows per
+    sample: 0.92x the time of a whole pass on one thread (in one process, alternated); inlining
+    add_rows itself there (so the epoch's calls too), or a two-vector variant, made the pass slower
+    instead (1.1x)."""
     d = vload(e, t)
+    f = vload(e, t + lane_count(rows)) if V > 1 else d
     k = lo
     while k + 4 <= hi:
         x = vload4(rows, val, k)  # four values, converted at once
         p0, p1 = at(idx, k) * Hp + t, at(idx, k + 1) * Hp + t
         p2, p3 = at(idx, k + 2) * Hp + t, at(idx, k + 3) * Hp + t
-        vstore(rows, p0, vfma(d, vsplat(x, 0), vload(rows, p0)))
-        vstore(rows, p1, vfma(d, vsplat(x, 1), vload(rows, p1)))
-        vstore(rows, p2, vfma(d, vsplat(x, 2), vload(rows, p2)))
-        vstore(rows, p3, vfma(d, vsplat(x, 3), vload(rows, p3)))
+        _add_row(rows, p0, vsplat(x, 0), d, f, V)
+        _add_row(rows, p1, vsplat(x, 1), d, f, V)
+        _add_row(rows, p2, vsplat(x, 2), d, f, V)
+        _add_row(rows, p3, vsplat(x, 3), d, f, V)
         k += 4
     while k < hi:
-        p = at(idx, k) * Hp + t
-        vstore(rows, p, vfma(d, vbroadcast(rows, at(val, k)), vload(rows, p)))
+        _add_row(rows, at(idx, k) * Hp + t, vbroadcast(rows, at(val, k)), d, f, V)
         k += 1
+
+
+@njit(**NJIT_SIMD, **INLINE)
+def _add_row(rows, p, v, d, f, V):
+    """rows[p : p + lanes] += d * v, and the next vector += f * v if V > 1."""
+    vstore(rows, p, vfma(d, v, vload(rows, p)))
+    if V > 1:
+        p += lane_count(rows)
+        vstore(rows, p, vfma(f, v, vload(rows, p)))
 
 
 @njit(**NJIT_SIMD)
@@ -216,7 +227,7 @@ def add_rows(rows, e, lo, hi, idx, val, Hp, width):
     V = width // lanes
     if V == 1:
         for t in range(0, Hp, width):
-            _add_rows_1(rows, e, t, lo, hi, idx, val, Hp)
+            _add_rows_narrow(rows, e, t, 1, lo, hi, idx, val, Hp)
         return
     for t in range(0, Hp, width):
         d0, d1 = vload(e, t), vload(e, t + lanes)
@@ -239,7 +250,8 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
     non-zero pixels. ``scaled`` (SAMPLE_TILE, Hp) is scratch: samples' deltas, scaled, sample-major
     (see SAMPLE_TILE), zero from H on. The deltas' columns from nb to the next whole vector must be
     zero (first_layer.backward zeroes them)."""
-    width = pass_width(Hp, lane_count(scaled))
+    lanes = lane_count(scaled)
+    width = pass_width(Hp, lanes)
     if not _in_tiles(deltas, H, Hp):
         e = scaled[0]
         e[H:] = 0
@@ -257,8 +269,10 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
         for j in range(n):
             lo, hi = at(ptr, n0 + b0 + j), at(ptr, n0 + b0 + j + 1)
             if lo != hi:
-                if Hp == lane_count(scaled):
-                    _add_rows_1(w1t_grad, scaled[j], 0, lo, hi, idx, val, Hp)
+                if Hp == lanes:
+                    _add_rows_narrow(w1t_grad, scaled[j], 0, 1, lo, hi, idx, val, Hp)
+                elif Hp == 2 * lanes:
+                    _add_rows_narrow(w1t_grad, scaled[j], 0, 2, lo, hi, idx, val, Hp)
                 else:
                     add_rows(w1t_grad, scaled[j], lo, hi, idx, val, Hp, width)
 
