@@ -52,7 +52,7 @@ def test_a_pass_takes_256_float32_samples_per_block_with_avx512_else_an_epochs_1
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("min_samples", [0, 10**9], ids=["per-block", "one-set"])
-@pytest.mark.parametrize("hidden", [10, 48])  # 48: the sparse pixels' values moved in tiles (sparse_pixels.SAMPLE_TILE)
+@pytest.mark.parametrize("hidden", [10, 48])  # 48: rows of three or more vectors (sparse_pixels.pass_width)
 def test_bit_identical_for_one_and_two_threads(monkeypatch, seed_split, dtype, min_samples, hidden):
     monkeypatch.setattr(flags, "PER_BLOCK_MIN_SAMPLES", min_samples)  # either layout of the features
     X, y = seed_split.X_train[:7919], seed_split.y_train[:7919]

@@ -56,7 +56,7 @@ def pass_block(dtype):
 
 
 # The bytes of a block's rows (a row: one unit's values for the block's B samples) that a kernel
-# keeps its working set within: half of Zen 3's 32 KiB L1 data cache (.dense_pixels, .sparse_pixels).
+# keeps its working set within: half of Zen 3's 32 KiB L1 data cache (.dense_pixels).
 L1_ROWS_BYTES = 16384
 
 # Blocks are split into fixed chunks, each with its own gradient buffers, summed in a fixed order.

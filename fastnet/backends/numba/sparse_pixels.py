@@ -12,34 +12,33 @@ from __future__ import annotations
 
 from numba import njit
 
-from fastnet.backends.numba.flags import INLINE, L1_ROWS_BYTES, NJIT_SIMD
+from fastnet.backends.numba.flags import INLINE, NJIT_SIMD
 from fastnet.backends.numba.vector import (at, lane_count, vadd, vadd_transposed, vbroadcast, vfma, vload, vload4,
                                           vsplat, vstore, vstore_transposed, vzero)
 
 # The kernels work per sample, on its units' sums (forward) or deltas (backward) held contiguous,
-# while a block's activations and deltas are feature-major (.upper_layers). In rows of one vector,
-# or when a block's H rows take more than flags.L1_ROWS_BYTES, SAMPLE_TILE samples' are stored
-# sample-major and moved in square tiles of vectors (vector.vadd_transposed, vstore_transposed);
-# else one sample's H values at a time. Measured on MNIST, both passes over all blocks, one thread,
-# in one process, alternated, tiles against one sample at a time: float32 at hidden 10, 20, 32, 48,
-# 64, 128: 1.05, 1.10, 0.98, 0.93, 0.80, 0.74x the time; float64 at hidden 10, 20, 32, 128: 1.05,
-# 1.02, 0.84, 0.76x. One sample's H values at a time touch H cache lines of the block's rows, which
-# at hidden 128 float32 take 64 KiB. Rows of one or two vectors are moved in tiles too, with the
-# loops over a sample's entries inlined there (_sum_rows_narrow, _add_rows_narrow): a sample's H
-# scalar sums and deltas then cost more than its entries. Against one sample at a time (a znver4
-# host, one thread, fresh processes alternated, 3 rounds, cycles per image over MNIST):
-# - float32 at hidden 10 (one vector of 16 lanes): the sparse forward 117-125 -> 67-70, the
-#   backward 116-120 -> 94-105, a whole pass 526-555 -> 507-523;
-# - float64 at hidden 10 (two vectors of 8): forward 165-171 -> 104-107, backward 199-202 ->
-#   158-162, a whole pass 1077-1087 -> 947-979.
-# Tiles calling sum_rows and add_rows per sample, not inlined, were slower at hidden 10 (above).
+# while a block's activations and deltas are feature-major (.upper_layers): SAMPLE_TILE samples'
+# are stored sample-major and moved in square tiles of vectors (vector.vadd_transposed,
+# vstore_transposed). Rows of one or two vectors have their loops over a sample's entries inlined
+# there (_sum_rows_narrow, _add_rows_narrow), the wider ones call sum_rows and add_rows.
+#
+# Until these measurements, one sample's H values were moved at a time where a block's H rows took
+# at most flags.L1_ROWS_BYTES. Tiles against that, on MNIST, both passes over all blocks, one
+# thread, cycles per image:
+# - while tiles called sum_rows and add_rows per sample (in one process, alternated): float32 at
+#   hidden 10, 20, 32, 48, 64, 128: 1.05, 1.10, 0.98, 0.93, 0.80, 0.74x the time; float64 at hidden
+#   10, 20, 32, 128: 1.05, 1.02, 0.84, 0.76x. One sample's H values at a time touch H cache lines
+#   of the block's rows, which at hidden 128 float32 take 64 KiB;
+# - with the narrow loops inlined (a znver4 host, fresh processes alternated, 3 rounds): float32 at
+#   hidden 10 (one vector of 16 lanes), the sparse forward 117-125 -> 67-70, the backward 116-120
+#   -> 94-105, a whole pass 526-555 -> 507-523; float64 at hidden 10 (two vectors of 8), forward
+#   165-171 -> 104-107, backward 199-202 -> 158-162, a pass 1077-1087 -> 947-979;
+# - with 256-bit vectors (the same host, NUMBA_CPU_FEATURES without AVX-512), where the rule still
+#   chose one sample at a time for three or four vectors: a pass at float32 hidden 20 (three
+#   vectors) 0.97-1.01x, hidden 32 (four) 0.99x, float64 hidden 10 (three) 1.00-1.04x.
+# So every width moves in tiles: the other way's code, compiled into every pass, made the first
+# step with an empty cache 7.2-7.3 s against 6.7-6.9 s (float32, this host, 2 runs each).
 SAMPLE_TILE = 16
-
-
-@njit(**NJIT_SIMD, **INLINE)
-def _in_tiles(rows, H, Hp):
-    """Whether the kernels move a block's values in tiles (see SAMPLE_TILE)."""
-    return Hp <= 2 * lane_count(rows) or H * rows.shape[1] * rows.itemsize > L1_ROWS_BYTES
 
 
 @njit(**NJIT_SIMD, **INLINE)
@@ -154,19 +153,10 @@ def sum_rows(z, lo, hi, idx, val, W1T, Hp, width):
 def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
     """acts[h, b] += sum over row n0 + b's sparse non-zero pixels d of x[d] * W1[h, d]
     (unscaled): per sample, one pass over its entries per pass_width units, the sums held in
-    registers, then stored in ``sums`` (SAMPLE_TILE, Hp), scratch, and moved into acts (see
-    SAMPLE_TILE). In tiles, the rows from H up to a whole vector get the padding units' sums, zero."""
+    registers, then stored in ``sums`` (SAMPLE_TILE, Hp), scratch, and moved into acts a tile at a
+    time (see SAMPLE_TILE): the rows from H up to a whole vector get the padding units' sums, zero."""
     lanes = lane_count(W1T)
     width = pass_width(Hp, lanes)
-    if not _in_tiles(acts, H, Hp):
-        z = sums[0]
-        for b in range(nb):
-            lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
-            if lo != hi:
-                sum_rows(z, lo, hi, idx, val, W1T, Hp, width)
-                for h in range(H):
-                    acts[h, b] += z[h]
-        return
     T = sums.shape[0]
     for b0 in range(0, nb, T):
         n = min(T, nb - b0)
@@ -186,11 +176,9 @@ def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
 def _add_rows_narrow(rows, e, t, V, lo, hi, idx, val, Hp):
     """add_rows for V = 1 or 2 vectors of units from t (a constant: its branches fold away), four
     entries at a time: inlined into add_rows (one-vector shares, .epoch), and into the backward
-    pass's tiles for rows of one or two vectors (see SAMPLE_TILE). Inlined into the backward pass
-    one sample at a time, at 784-10-10 float32 with 16 lanes, against a call of add_rows per
-    sample: 0.92x the time of a whole pass on one thread (in one process, alternated); inlining
-    add_rows itself there (so the epoch's calls too), or a two-vector variant, made the pass slower
-    instead (1.1x)."""
+    pass's tiles for rows of one or two vectors (what that bought: SAMPLE_TILE). Inlining add_rows
+    itself (so the epoch's calls too) made a pass 1.1x slower (measured one sample at a time,
+    before the tiles)."""
     d = vload(e, t)
     f = vload(e, t + lane_count(rows)) if V > 1 else d
     k = lo
@@ -252,16 +240,6 @@ def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
     zero (first_layer.backward zeroes them)."""
     lanes = lane_count(scaled)
     width = pass_width(Hp, lanes)
-    if not _in_tiles(deltas, H, Hp):
-        e = scaled[0]
-        e[H:] = 0
-        for b in range(nb):
-            lo, hi = at(ptr, n0 + b), at(ptr, n0 + b + 1)
-            if lo != hi:
-                for h in range(H):
-                    e[h] = deltas[h, b] * scale
-                add_rows(w1t_grad, e, lo, hi, idx, val, Hp, width)
-        return
     T = scaled.shape[0]
     for b0 in range(0, nb, T):
         n = min(T, nb - b0)

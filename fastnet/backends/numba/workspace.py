@@ -98,7 +98,6 @@ class Workspace:
             stats=_zeros_aligned((C, 2), np.dtype(np.float64)),
             acts=_zeros_aligned((C, rows, B), dtype),
             deltas=_zeros_aligned((C, rows, B), dtype),
-            # entries from H on stay zero (sparse_pixels.backward reads whole vectors of deltas)
             unit_sums=_zeros_aligned((C, SAMPLE_TILE, Hp), dtype),
             softmax_scratch=_zeros_aligned((C, 3, B), dtype),
             best_class=_zeros_aligned((C, B), np.dtype(np.int64)),
