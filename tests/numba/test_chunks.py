@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import fastnet
-from fastnet.backends.numba import flags
+from fastnet.backends.numba import chunks, flags
+from fastnet.backends.numba.features import prepare_features
 from fastnet.backends.numba.vector import dtype_lane_count
 from fastnet.tolerances import TOLERANCES
 from tests.agreement import (AWKWARD_CASES, REF, assert_awkward_case_agrees, assert_float32_awkward_cases_agree,
@@ -111,6 +112,24 @@ def test_chunks_are_shared_out_and_none_starts_after_a_failure():
     after = len(started)
     time.sleep(0.05)
     assert len(started) == after < 16  # the helper finished its chunk and took no other
+
+
+@pytest.mark.parametrize("n_chunks", [2, 4, 16])
+def test_chunks_cut_the_blocks_in_order_into_parts_of_about_equal_predicted_cost(seed_split, n_chunks):
+    f = prepare_features(seed_split.X_train[:9000], np.dtype("float32"))
+    B, N = f.block, f.n_samples
+    rows = np.minimum(B, N - np.arange(0, N, B))  # each block's samples
+    dense = np.diff(f.block_ptr)
+    entries = np.add.reduceat(np.diff(f.ptr), np.arange(0, N, B))
+    H, Hp = 10, 16
+    per_sample = flags.DENSE_UNIT_COST * H * dense + flags.SAMPLE_COST + flags.UNIT_COST * H
+    costs = rows * per_sample + flags.SPARSE_UNIT_COST * Hp * entries
+    bounds = [chunks.chunk_blocks(c, n_chunks, f, B, H, Hp) for c in range(n_chunks)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(costs)
+    assert all(bounds[c][1] == bounds[c + 1][0] for c in range(n_chunks - 1))  # in order, every block once
+    share = costs.sum() / n_chunks
+    for first, end in bounds:  # each cut within one block of where an equal share would put it
+        assert abs(costs[first:end].sum() - share) <= costs.max() + 1
 
 
 def test_chunks_are_dealt_back_and_forth():

@@ -243,9 +243,9 @@ def deal_chunks(n_chunks, workers):
     """Each worker's chunks, dealt in rounds of one chunk per worker, every other round backwards:
     0, 3, 4, 7, ... and 1, 2, 5, 6, ... for two. With the rows of a mini-batch sorted by their
     number of sparse entries (.features), a later chunk costs more; dealt w, w + workers, ..., the
-    second worker got the dearer chunk of every round. (A whole dataset's rows are ordered by
-    similarity instead; its chunks' costs differ without a trend.) What it bought: README, *Toward
-    the hardware floor*."""
+    second worker got the dearer chunk of every round. What it bought: README, *Toward the
+    hardware floor*. (Since then the chunks are cut to about equal predicted costs,
+    chunks.chunk_blocks: what is left of such a trend is the prediction's error.)"""
     shares = [[] for _ in range(workers)]
     for c in range(n_chunks):
         r, i = divmod(c, workers)

@@ -2,7 +2,8 @@
 order, and the update.
 
 A pass splits the features' N rows (the samples, in the features' order: .features) into blocks
-of B (block ``blk``: rows blk * B ...) and the blocks into C fixed chunks (flags.n_chunks). :func:`chunk_pass`
+of B (block ``blk``: rows blk * B ...) and the blocks into C fixed chunks (flags.n_chunks) of about
+the same predicted cost (:func:`chunk_blocks`). :func:`chunk_pass`
 runs one chunk: per block, layer 1 forward (.first_layer), layers 2..L forward (.upper_layers),
 softmax and loss (.softmax), then, on a backward pass, layers L..2 backward and layer 1 backward.
 The backend runs the chunks on its worker threads (the kernels release the GIL). Each chunk
@@ -20,7 +21,7 @@ from numba import njit
 
 from fastnet.backends.numba import dense_pixels, first_layer, upper_layers
 from fastnet.backends.numba.compiling import KernelCalls
-from fastnet.backends.numba.flags import NJIT
+from fastnet.backends.numba.flags import DENSE_UNIT_COST, INLINE, NJIT, SAMPLE_COST, SPARSE_UNIT_COST, UNIT_COST
 from fastnet.backends.numba.layers import ACT_AT, B_AT, N_IN, N_OUT, W_AT
 from fastnet.backends.numba.softmax import softmax_xent
 from fastnet.backends.numba.vector import lane_count
@@ -43,7 +44,6 @@ def chunk_pass(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backwa
     n_layers = layers.shape[0]
     K, o = layers[n_layers - 1, N_OUT], layers[n_layers - 1, ACT_AT]
     block = buffers.acts.shape[2]
-    n_blocks = (N + block - 1) // block
     H = layers[0, N_OUT]
     acts, deltas = buffers.acts[c], buffers.deltas[c]  # feature-major, (rows, B)
     unit_sums = buffers.unit_sums[c]  # a sample's layer-1 sums (forward) or deltas (backward)
@@ -56,7 +56,8 @@ def chunk_pass(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backwa
         lane_sums[:dense_pixels.lane_sums_size(features.slot_pixels.shape[0], H, lane_count(W1T))] = 0
     loss = 0.0
     correct = 0
-    for blk in range(c * n_blocks // n_chunks, (c + 1) * n_blocks // n_chunks):
+    first, end = chunk_blocks(c, n_chunks, features, block, H, Hp)
+    for blk in range(first, end):
         n0 = blk * block
         nb = min(block, N - n0)
         for b in range(nb):
@@ -77,6 +78,41 @@ def chunk_pass(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backwa
         dense_pixels.fold_lane_sums(w1t_grad, Hp, lane_sums, features.slot_pixels, H, features.scale)
     buffers.stats[c, 0] = loss
     buffers.stats[c, 1] = correct
+
+
+@njit(**NJIT, **INLINE)
+def chunk_blocks(c, n_chunks, features, block, H, Hp):
+    """Chunk c's blocks [first, end) of n_chunks: the chunks cut where the blocks' running predicted
+    cost (:func:`_block_cost`) passes a multiple of 1 / n_chunks of the total, so that they take
+    about as long. A function of the features, the layer sizes and n_chunks alone, as a pass's sums
+    must be (.flags)."""
+    N = features.ptr.shape[0] - 1
+    n_blocks = (N + block - 1) // block
+    costs = 0
+    for blk in range(n_blocks):
+        costs += _block_cost(features, blk, block, N, H, Hp)
+    low, high = c * costs // n_chunks, (c + 1) * costs // n_chunks
+    first, end, before = n_blocks, n_blocks, 0  # before: the cost of the blocks before blk
+    for blk in range(n_blocks):
+        if before >= low and first == n_blocks:
+            first = blk
+        if before >= high:
+            end = blk
+            break
+        before += _block_cost(features, blk, block, N, H, Hp)
+    return first, end
+
+
+@njit(**NJIT, **INLINE)
+def _block_cost(features, blk, block, N, H, Hp):
+    """Block blk's predicted cost for H units in layer 1 (Hp padded), in the units of flags.SAMPLE_COST:
+    an integer, so that every chunk sums it exactly alike."""
+    n0 = blk * block
+    nb = min(block, N - n0)
+    dense = features.block_ptr[blk + 1] - features.block_ptr[blk]
+    entries = features.ptr[n0 + nb] - features.ptr[n0]
+    per_sample = DENSE_UNIT_COST * H * dense + SAMPLE_COST + UNIT_COST * H
+    return nb * per_sample + SPARSE_UNIT_COST * Hp * entries
 
 
 def kernel_calls(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backward):

@@ -60,8 +60,8 @@ def pass_block(dtype):
 L1_ROWS_BYTES = 16384
 
 # Blocks are split into fixed chunks, each with its own gradient buffers, summed in a fixed order.
-# The split depends only on N, never on the thread count, so results are bit-identical for any
-# number of threads. At most N_CHUNKS (keeps up to 16 cores busy), and at least MIN_CHUNK_SAMPLES
+# The split depends only on the data and the layer sizes (chunks.chunk_blocks), never on the thread
+# count, so results are bit-identical for any number of threads. At most N_CHUNKS (keeps up to 16 cores busy), and at least MIN_CHUNK_SAMPLES
 # samples per chunk, so a small dataset does not pay for zeroing, folding and summing 16 buffers
 # (a chunk's lane sums alone are ~140 KB at 784-10-10 float32), in an even number (two threads get
 # equal shares) and two from two blocks on, so that two cores work: tuned for 2 cores, where a
@@ -73,6 +73,24 @@ L1_ROWS_BYTES = 16384
 # two threads, medians of 11 alternated in one process).
 N_CHUNKS = 16
 MIN_CHUNK_SAMPLES = 2048
+
+# A block's predicted cost, to cut a pass's blocks into chunks of about the same cost
+# (chunks.chunk_blocks), in hundredths of a cycle: per sample, DENSE_UNIT_COST per dense pixel and
+# unit of layer 1, SPARSE_UNIT_COST per sparse entry and padded unit, and SAMPLE_COST + UNIT_COST
+# per unit for the rest (the upper layers, the softmax). Fitted to one thread's stages on a znver4
+# host, float32 (float64's are about twice each, in the same proportions): at 784-10-10, both passes
+# of the dense pixels took 270 cycles per image for 167 pixels, of the sparse ones 163 for 27
+# entries, the rest ~80 (130 fitted: the chunks came out more even than with 80); at 784-128-10,
+# 3176, 1240 and 476. Cut into equal numbers of blocks
+# instead, as before, the chunks' costs followed the similarity order (.features): the 4 chunks of
+# 10,000 images took 0.30, 0.38, 0.40 and 0.39 ms (now 0.37, 0.37, 0.38, 0.35), and the two threads
+# finished 0.12 ms apart (now 0.05; medians of 30 steps); at hidden 128, 3.2 to 6.7 ms a chunk (now
+# 5.0 to 5.8). Steps, fresh processes alternated, 4 rounds: 10,000 images 0.84-0.98x the time,
+# 59,000 0.98-1.07x, hidden 128 0.97-1.02x.
+DENSE_UNIT_COST = 15
+SPARSE_UNIT_COST = 37
+SAMPLE_COST = 10_000
+UNIT_COST = 300
 
 
 def n_chunks(n_samples, block):
