@@ -1,7 +1,8 @@
 """The numba backend's split of the data into blocks and fixed chunks: with blocks of one pair of
-vectors and chunks of one block, small N really is split into up to N_CHUNKS chunks (the last block
-usually partial), and every stage still agrees with the reference; and the split, not the thread
-count, decides the result (bit-identical for 1 and 2 threads)."""
+vectors and about one block per chunk, small N really is split into up to N_CHUNKS chunks (the
+last block usually partial), and every stage still agrees with the reference; the chunks are cut
+to about equal predicted costs; and the split, not the thread count, decides the result
+(bit-identical for 1 and 2 threads)."""
 
 import numba
 import numpy as np
@@ -21,7 +22,7 @@ FAST = fastnet.get_backend("numba")
 
 @pytest.fixture
 def many_chunks(monkeypatch):
-    """Blocks of one pair of float32 vectors (16 samples, 32 with AVX-512), chunks of one block."""
+    """Blocks of one pair of float32 vectors (16 samples, 32 with AVX-512), about one block per chunk."""
     monkeypatch.setattr(flags, "MIN_CHUNK_SAMPLES", 1)
     monkeypatch.setattr(flags, "BLOCK", 2 * dtype_lane_count(np.dtype("float32")))
     monkeypatch.setattr(flags, "PASS_BLOCK_VECTORS", 2)
@@ -114,22 +115,37 @@ def test_chunks_are_shared_out_and_none_starts_after_a_failure():
     assert len(started) == after < 16  # the helper finished its chunk and took no other
 
 
-@pytest.mark.parametrize("n_chunks", [2, 4, 16])
-def test_chunks_cut_the_blocks_in_order_into_parts_of_about_equal_predicted_cost(seed_split, n_chunks):
-    f = prepare_features(seed_split.X_train[:9000], np.dtype("float32"))
+def _block_costs(f, H, Hp):
+    """Each block's predicted cost (flags.DENSE_UNIT_COST...), computed here with numpy."""
     B, N = f.block, f.n_samples
     rows = np.minimum(B, N - np.arange(0, N, B))  # each block's samples
     dense = np.diff(f.block_ptr)
     entries = np.add.reduceat(np.diff(f.ptr), np.arange(0, N, B))
-    H, Hp = 10, 16
     per_sample = flags.DENSE_UNIT_COST * H * dense + flags.SAMPLE_COST + flags.UNIT_COST * H
-    costs = rows * per_sample + flags.SPARSE_UNIT_COST * Hp * entries
-    bounds = [chunks.chunk_blocks(c, n_chunks, f, B, H, Hp) for c in range(n_chunks)]
+    return rows * per_sample + flags.SPARSE_UNIT_COST * Hp * entries
+
+
+@pytest.mark.parametrize("per_block", [True, False], ids=["per-block", "one-set"])
+@pytest.mark.parametrize("n_chunks", [2, 4, 16])
+def test_chunks_cut_the_blocks_in_order_into_parts_of_about_equal_predicted_cost(seed_split, n_chunks, per_block):
+    f = prepare_features(seed_split.X_train[:9000], np.dtype("float32"), per_block)
+    H, Hp = 10, 16
+    costs = _block_costs(f, H, Hp)
+    bounds = [chunks.chunk_blocks(c, n_chunks, f, f.block, H, Hp) for c in range(n_chunks)]
     assert bounds[0][0] == 0 and bounds[-1][1] == len(costs)
     assert all(bounds[c][1] == bounds[c + 1][0] for c in range(n_chunks - 1))  # in order, every block once
     share = costs.sum() / n_chunks
-    for first, end in bounds:  # each cut within one block of where an equal share would put it
-        assert abs(costs[first:end].sum() - share) <= costs.max() + 1
+    for first, end in bounds:  # each cut within half a block of where an equal share would put it
+        assert first < end and abs(costs[first:end].sum() - share) <= costs.max()
+
+
+@pytest.mark.parametrize("blocks", [2, 3])
+def test_as_many_blocks_as_chunks_make_one_chunk_each(seed_split, blocks):
+    """Even when the blocks' costs rise along them (rows sorted by their sparse entries): two
+    blocks, two chunks, two threads busy."""
+    B = flags.pass_block(np.dtype("float32"))
+    f = prepare_features(seed_split.X_train[:blocks * B - 7], np.dtype("float32"), per_block=False)
+    assert [chunks.chunk_blocks(c, blocks, f, B, 10, 16) for c in range(blocks)] == [(c, c + 1) for c in range(blocks)]
 
 
 def test_chunks_are_dealt_back_and_forth():

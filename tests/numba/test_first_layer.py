@@ -1,8 +1,8 @@
 """Layer 1's kernels one by one against a numpy expression (as llm.c checks each kernel alone
 against its CPU reference): the weights gathered pixel-major, the dense-pixel and sparse-pixel
 parts of the forward and backward pass, and the whole layer, on one block of samples, in buffers
-laid out by Workspace. Widths cover 1, 2, 3 and 4 vectors of units per pass (1 and 2 moved in
-tiles, sparse_pixels.SAMPLE_TILE), partial unit tiles and partial blocks."""
+laid out by Workspace. Widths cover 1, 2, 3 and 4 vectors of units per pass (1 and 2 by the
+inlined narrow loops, sparse_pixels.SAMPLE_TILE), partial unit tiles and partial blocks."""
 
 import numpy as np
 import pytest
@@ -123,6 +123,7 @@ def test_sparse_pixels_backward(block):
     sparse_pixels.backward(w1t_grad, b.scratch, b.blk * b.B, b.nb, b.deltas, f.ptr, f.idx, f.val, b.Hp, b.H, f.scale)
     expected = b.scale * b.deltas[:b.H, :b.nb].astype(np.float64) @ b.sparse_X
     np.testing.assert_allclose(b.w1t(w1t_grad), expected, **TOL[b.dtype.name])
+    assert not w1t_grad.reshape(D, b.Hp)[:, b.H:].any(), "the next layers' deltas leaked into the padding units"
 
 
 def test_first_layer_backward_gives_w1_and_b1_gradients(block):

@@ -82,31 +82,32 @@ def chunk_pass(c, n_chunks, buffers, lane_sums, probs, features, flat, y, backwa
 
 @njit(**NJIT, **INLINE)
 def chunk_blocks(c, n_chunks, features, block, H, Hp):
-    """Chunk c's blocks [first, end) of n_chunks: the chunks cut where the blocks' running predicted
-    cost (:func:`_block_cost`) passes a multiple of 1 / n_chunks of the total, so that they take
-    about as long. A function of the features, the layer sizes and n_chunks alone, as a pass's sums
-    must be (.flags)."""
+    """Chunk c's blocks [first, end) of n_chunks: each block goes to the chunk whose equal share of
+    the total predicted cost (:func:`_block_cost`) holds the block's midpoint, so that the chunks
+    take about as long (and n_chunks blocks of equal cost make one chunk each). A function of the
+    features, the layer sizes and n_chunks alone, as a pass's sums must be (.flags)."""
     N = features.ptr.shape[0] - 1
     n_blocks = (N + block - 1) // block
-    costs = 0
+    total = 0
     for blk in range(n_blocks):
-        costs += _block_cost(features, blk, block, N, H, Hp)
-    low, high = c * costs // n_chunks, (c + 1) * costs // n_chunks
+        total += _block_cost(features, blk, block, N, H, Hp)
     first, end, before = n_blocks, n_blocks, 0  # before: the cost of the blocks before blk
     for blk in range(n_blocks):
-        if before >= low and first == n_blocks:
+        cost = _block_cost(features, blk, block, N, H, Hp)
+        share = (2 * before + cost) * n_chunks // (2 * total)  # the chunk of the block's midpoint
+        if share >= c and first == n_blocks:
             first = blk
-        if before >= high:
+        if share > c:
             end = blk
             break
-        before += _block_cost(features, blk, block, N, H, Hp)
+        before += cost
     return first, end
 
 
 @njit(**NJIT, **INLINE)
 def _block_cost(features, blk, block, N, H, Hp):
-    """Block blk's predicted cost for H units in layer 1 (Hp padded), in the units of flags.SAMPLE_COST:
-    an integer, so that every chunk sums it exactly alike."""
+    """Block blk's predicted cost for H units in layer 1 (Hp padded), in flags.SAMPLE_COST's units:
+    a positive integer, so that every chunk sums it exactly alike."""
     n0 = blk * block
     nb = min(block, N - n0)
     dense = features.block_ptr[blk + 1] - features.block_ptr[blk]

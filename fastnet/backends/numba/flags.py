@@ -21,9 +21,10 @@ NJIT_SIMD = dict(NJIT, fastmath=False)
 # into their caller (``@njit(**NJIT, **INLINE)``) instead of being compiled on their own: every
 # function compiled on its own pays for its own type inference, Python and C wrappers, LLVM
 # optimisation and machine code, even when LLVM then inlines it. Measured on the first float32
-# step with an empty cache: 7.1 s -> 5.4 s. The kernels with the hot inner loops (sum_rows' two
+# step with an empty cache: 7.1 s -> 5.4 s. The kernels with the hot inner loops (sum_rows'
 # variants, add_rows, the dense-pixel passes, softmax_xent) stay separate: inlining those made the
-# first step compile up to 3 s longer (the upper layers' _products, later, was kept separate too:
+# first step compile up to 3 s longer (except the sparse pixels' loops for one or two vectors of
+# units, inlined into the pass's tiles: what that bought and cost, sparse_pixels.SAMPLE_TILE) (the upper layers' _products, later, was kept separate too:
 # the forward and the backward pass share its one compilation). The kernels a top kernel
 # calls directly (the first and upper layers' passes, and the epoch's stages) stay separate too:
 # .compiling compiles them on two cores.
@@ -61,8 +62,9 @@ L1_ROWS_BYTES = 16384
 
 # Blocks are split into fixed chunks, each with its own gradient buffers, summed in a fixed order.
 # The split depends only on the data and the layer sizes (chunks.chunk_blocks), never on the thread
-# count, so results are bit-identical for any number of threads. At most N_CHUNKS (keeps up to 16 cores busy), and at least MIN_CHUNK_SAMPLES
-# samples per chunk, so a small dataset does not pay for zeroing, folding and summing 16 buffers
+# count, so results are bit-identical for any number of threads. At most N_CHUNKS (keeps up to 16
+# cores busy), and MIN_CHUNK_SAMPLES samples per chunk or more on average (the chunks are cut by
+# cost, not by count), so a small dataset does not pay for zeroing, folding and summing 16 buffers
 # (a chunk's lane sums alone are ~140 KB at 784-10-10 float32), in an even number (two threads get
 # equal shares) and two from two blocks on, so that two cores work: tuned for 2 cores, where a
 # dataset of 4,096-32,767 samples keeps at most 2-14 of them busy. MIN_CHUNK_SAMPLES was 512 (no
@@ -95,8 +97,8 @@ UNIT_COST = 300
 
 def n_chunks(n_samples, block):
     """How many chunks a pass over ``n_samples`` samples in blocks of ``block`` uses: up to
-    N_CHUNKS of at least MIN_CHUNK_SAMPLES, an even number, at least two from two blocks on, never
-    more than blocks."""
+    N_CHUNKS of MIN_CHUNK_SAMPLES or more on average, an even number, at least two from two blocks
+    on, never more than blocks."""
     blocks = -(-n_samples // block)
     count = min(N_CHUNKS, n_samples // MIN_CHUNK_SAMPLES, blocks)
     return max(min(2, blocks), count - count % 2)

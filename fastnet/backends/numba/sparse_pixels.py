@@ -25,10 +25,9 @@ from fastnet.backends.numba.vector import (at, lane_count, vadd, vadd_transposed
 # Until these measurements, one sample's H values were moved at a time where a block's H rows took
 # at most flags.L1_ROWS_BYTES. Tiles against that, on MNIST, both passes over all blocks, one
 # thread, cycles per image:
-# - while tiles called sum_rows and add_rows per sample (in one process, alternated): float32 at
-#   hidden 10, 20, 32, 48, 64, 128: 1.05, 1.10, 0.98, 0.93, 0.80, 0.74x the time; float64 at hidden
-#   10, 20, 32, 128: 1.05, 1.02, 0.84, 0.76x. One sample's H values at a time touch H cache lines
-#   of the block's rows, which at hidden 128 float32 take 64 KiB;
+# - while tiles called sum_rows and add_rows per sample: slower at hidden 10 and 20, faster from
+#   48 on (0.74x at 128 float32, where one sample's H values at a time touch H cache lines of the
+#   block's rows, 64 KiB; README, *Toward the hardware floor*);
 # - with the narrow loops inlined (a znver4 host, fresh processes alternated, 3 rounds): float32 at
 #   hidden 10 (one vector of 16 lanes), the sparse forward 117-125 -> 67-70, the backward 116-120
 #   -> 94-105, a whole pass 526-555 -> 507-523; float64 at hidden 10 (two vectors of 8), forward
@@ -37,7 +36,7 @@ from fastnet.backends.numba.vector import (at, lane_count, vadd, vadd_transposed
 #   chose one sample at a time for three or four vectors: a pass at float32 hidden 20 (three
 #   vectors) 0.97-1.01x, hidden 32 (four) 0.99x, float64 hidden 10 (three) 1.00-1.04x.
 # So every width moves in tiles: the other way's code, compiled into every pass, made the first
-# step with an empty cache 7.2-7.3 s against 6.7-6.9 s (float32, this host, 2 runs each).
+# step with an empty cache 7.2-7.3 s against 6.4-6.9 s (float32, this host, fresh processes).
 SAMPLE_TILE = 16
 
 
@@ -236,8 +235,7 @@ def add_rows(rows, e, lo, hi, idx, val, Hp, width):
 def backward(w1t_grad, scaled, n0, nb, deltas, ptr, idx, val, Hp, H, scale):
     """w1t_grad[d * Hp + h] += scale * sum_b deltas[h, b] * x_b[d] over each sample's sparse
     non-zero pixels. ``scaled`` (SAMPLE_TILE, Hp) is scratch: samples' deltas, scaled, sample-major
-    (see SAMPLE_TILE), zero from H on. The deltas' columns from nb to the next whole vector must be
-    zero (first_layer.backward zeroes them)."""
+    (see SAMPLE_TILE), zero from H on."""
     lanes = lane_count(scaled)
     width = pass_width(Hp, lanes)
     T = scaled.shape[0]
