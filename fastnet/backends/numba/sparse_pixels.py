@@ -135,9 +135,11 @@ def _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp):
 @njit(**NJIT_SIMD, **INLINE)
 def sum_rows(z, lo, hi, idx, val, W1T, Hp, width):
     """z[:Hp] = sum over one sample's entries [lo, hi) of val[k] * W1T's row idx[k], rows of Hp
-    units (all of layer 1's, padded; or a thread's slab of them, .epoch): one pass over the entries
-    per ``width`` units (1 to 4 vectors: pass_width, or .epoch's shares), the sums held in
-    registers."""
+    units (a thread's slab of layer 1's, .epoch): one pass over the entries per ``width`` units (1
+    to 4 vectors, .epoch's shares), the sums held in registers. A full-batch pass (:func:`forward`)
+    calls the variants itself: one call of sum_rows there compiled all three into every pass, and
+    the first step with an empty cache took 6.8-7.8 s against 6.5-7.2 s (float32, a znver4 host,
+    fresh processes alternated, 6 rounds)."""
     V = width // lane_count(W1T)
     for t in range(0, Hp, width):
         if V == 1:
@@ -166,8 +168,9 @@ def forward(acts, sums, n0, nb, ptr, idx, val, W1T, Hp, H):
                 _sum_rows_narrow(sums[j], 0, 1, lo, hi, idx, val, W1T, Hp)
             elif Hp == 2 * lanes:
                 _sum_rows_narrow(sums[j], 0, 2, lo, hi, idx, val, W1T, Hp)
-            else:
-                sum_rows(sums[j], lo, hi, idx, val, W1T, Hp, width)
+            else:  # 3 or 4 vectors a pass (pass_width): sum_rows' wide passes, without its others
+                for t in range(0, Hp, width):
+                    _sum_rows_wide(sums[j], t, width // lanes, lo, hi, idx, val, W1T, Hp)
         _add_transposed_sums(acts, b0, sums, n, H)
 
 
