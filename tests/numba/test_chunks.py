@@ -135,7 +135,7 @@ def test_chunks_cut_the_blocks_in_order_into_parts_of_about_equal_predicted_cost
     assert bounds[0][0] == 0 and bounds[-1][1] == len(costs)
     assert all(bounds[c][1] == bounds[c + 1][0] for c in range(n_chunks - 1))  # in order, every block once
     share = costs.sum() / n_chunks
-    for first, end in bounds:  # each cut within half a block of where an equal share would put it
+    for first, end in bounds:  # each cut within half a block of its place, so each chunk within a block
         assert first < end and abs(costs[first:end].sum() - share) <= costs.max()
 
 

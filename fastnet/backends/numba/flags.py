@@ -23,9 +23,10 @@ NJIT_SIMD = dict(NJIT, fastmath=False)
 # optimisation and machine code, even when LLVM then inlines it. Measured on the first float32
 # step with an empty cache: 7.1 s -> 5.4 s. The kernels with the hot inner loops (sum_rows'
 # variants, add_rows, the dense-pixel passes, softmax_xent) stay separate: inlining those made the
-# first step compile up to 3 s longer (except the sparse pixels' loops for one or two vectors of
-# units, inlined into the pass's tiles: what that bought and cost, sparse_pixels.SAMPLE_TILE) (the upper layers' _products, later, was kept separate too:
-# the forward and the backward pass share its one compilation). The kernels a top kernel
+# first step compile up to 3 s longer. (The sparse pixels' loops for one or two vectors of units
+# are inlined into the pass's tiles: what that bought and cost, sparse_pixels.SAMPLE_TILE. The
+# upper layers' _products, later, was kept separate too: the forward and the backward pass share
+# its one compilation.) The kernels a top kernel
 # calls directly (the first and upper layers' passes, and the epoch's stages) stay separate too:
 # .compiling compiles them on two cores.
 INLINE = dict(inline="always")
@@ -83,12 +84,12 @@ MIN_CHUNK_SAMPLES = 2048
 # host, float32 (float64's are about twice each, in the same proportions): at 784-10-10, both passes
 # of the dense pixels took 270 cycles per image for 167 pixels, of the sparse ones 163 for 27
 # entries, the rest ~80 (130 fitted: the chunks came out more even than with 80); at 784-128-10,
-# 3176, 1240 and 476. Cut into equal numbers of blocks
-# instead, as before, the chunks' costs followed the similarity order (.features): the 4 chunks of
-# 10,000 images took 0.30, 0.38, 0.40 and 0.39 ms (now 0.37, 0.37, 0.38, 0.35), and the two threads
-# finished 0.12 ms apart (now 0.05; medians of 30 steps); at hidden 128, 3.2 to 6.7 ms a chunk (now
-# 5.0 to 5.8). Steps, fresh processes alternated, 4 rounds: 10,000 images 0.84-0.98x the time,
-# 59,000 0.98-1.07x, hidden 128 0.97-1.02x.
+# 3176, 1240 and 476. Cut into equal numbers of blocks instead, as before, the chunks' costs
+# followed the similarity order (.features): the 4 chunks of 10,000 images took 0.30, 0.38, 0.40
+# and 0.39 ms (now 0.34-0.40), and the two threads finished 0.12 ms apart (now 0.04-0.05; medians
+# of 30 steps); at hidden 128, 3.2 to 6.7 ms a chunk (now 5.0 to 5.8). Steps, fresh processes
+# alternated, 4 rounds (with a first rule that cut where the running cost passed each share):
+# 10,000 images 0.84-0.98x the time, 59,000 0.98-1.07x, hidden 128 0.97-1.02x.
 DENSE_UNIT_COST = 15
 SPARSE_UNIT_COST = 37
 SAMPLE_COST = 10_000

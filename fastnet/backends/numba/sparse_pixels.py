@@ -20,7 +20,7 @@ from fastnet.backends.numba.vector import (at, lane_count, vadd, vadd_transposed
 # while a block's activations and deltas are feature-major (.upper_layers): SAMPLE_TILE samples'
 # are stored sample-major and moved in square tiles of vectors (vector.vadd_transposed,
 # vstore_transposed). Rows of one or two vectors have their loops over a sample's entries inlined
-# there (_sum_rows_narrow, _add_rows_narrow), the wider ones call sum_rows and add_rows.
+# there (_sum_rows_narrow, _add_rows_narrow), the wider ones call _sum_rows_wide and add_rows.
 #
 # Until these measurements, one sample's H values were moved at a time where a block's H rows took
 # at most flags.L1_ROWS_BYTES. Tiles against that, on MNIST, both passes over all blocks, one
@@ -108,8 +108,8 @@ def _sum_rows_2(z, t, lo, hi, idx, val, W1T, Hp):
 
 @njit(**NJIT_SIMD)
 def _sum_rows_wide(z, t, V, lo, hi, idx, val, W1T, Hp):
-    """As _sum_rows_narrow for V = 3 or 4 vectors of units: two entries at a time (2V sums in registers
-    already hide the FMA latency)."""
+    """As _sum_rows_narrow for V = 3 or 4 vectors of units: two entries at a time (2V sums in
+    registers already hide the FMA latency)."""
     lanes = lane_count(W1T)
     a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = vzero(W1T)  # a: entry k, c: entry k + 1
     k = lo
