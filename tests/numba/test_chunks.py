@@ -22,7 +22,8 @@ FAST = fastnet.get_backend("numba")
 
 @pytest.fixture
 def many_chunks(monkeypatch):
-    """Blocks of one pair of float32 vectors (16 samples, 32 with AVX-512), about one block per chunk."""
+    """Blocks of one pair of float32 vectors (16 samples, 32 with AVX-512), about one block per
+    chunk."""
     monkeypatch.setattr(flags, "MIN_CHUNK_SAMPLES", 1)
     monkeypatch.setattr(flags, "BLOCK", 2 * dtype_lane_count(np.dtype("float32")))
     monkeypatch.setattr(flags, "PASS_BLOCK_VECTORS", 2)
@@ -141,8 +142,8 @@ def test_chunks_cut_the_blocks_in_order_into_parts_of_about_equal_predicted_cost
 
 @pytest.mark.parametrize("blocks", [2, 3])
 def test_as_many_blocks_as_chunks_make_one_chunk_each(seed_split, blocks):
-    """Even when the blocks' costs rise along them (rows sorted by their sparse entries): two
-    blocks, two chunks, two threads busy."""
+    """Even when the blocks' costs rise along them (rows sorted by their sparse entries): two or
+    three blocks make as many chunks, so that every thread has one."""
     B = flags.pass_block(np.dtype("float32"))
     f = prepare_features(seed_split.X_train[:blocks * B - 7], np.dtype("float32"), per_block=False)
     assert [chunks.chunk_blocks(c, blocks, f, B, 10, 16) for c in range(blocks)] == [(c, c + 1) for c in range(blocks)]

@@ -26,9 +26,8 @@ NJIT_SIMD = dict(NJIT, fastmath=False)
 # first step compile up to 3 s longer. (The sparse pixels' loops for one or two vectors of units
 # are inlined into the pass's tiles: what that bought and cost, sparse_pixels.SAMPLE_TILE. The
 # upper layers' _products, later, was kept separate too: the forward and the backward pass share
-# its one compilation.) The kernels a top kernel
-# calls directly (the first and upper layers' passes, and the epoch's stages) stay separate too:
-# .compiling compiles them on two cores.
+# its one compilation.) The kernels a top kernel calls directly (the first and upper layers'
+# passes, and the epoch's stages) stay separate too: .compiling compiles them on two cores.
 INLINE = dict(inline="always")
 
 # Constant arguments: a kernel compiled on its own is never called from another with a constant argument
@@ -87,9 +86,9 @@ MIN_CHUNK_SAMPLES = 2048
 # 3176, 1240 and 476. Cut into equal numbers of blocks instead, as before, the chunks' costs
 # followed the similarity order (.features): the 4 chunks of 10,000 images took 0.30, 0.38, 0.40
 # and 0.39 ms (now 0.34-0.40), and the two threads finished 0.12 ms apart (now 0.04-0.05; medians
-# of 30 steps); at hidden 128, 3.2 to 6.7 ms a chunk (now 5.0 to 5.8). Steps, fresh processes
-# alternated, 4 rounds (with a first rule that cut where the running cost passed each share):
-# 10,000 images 0.84-0.98x the time, 59,000 0.98-1.07x, hidden 128 0.97-1.02x.
+# of 30 steps); at hidden 128, 3.2 to 6.7 ms a chunk (5.0 to 5.8 with the first rule below).
+# Steps, fresh processes alternated, 4 rounds, with a first rule that cut where the running cost
+# passed each share: 10,000 images 0.84-0.98x the time, 59,000 0.98-1.07x, hidden 128 0.97-1.02x.
 DENSE_UNIT_COST = 15
 SPARSE_UNIT_COST = 37
 SAMPLE_COST = 10_000

@@ -28,7 +28,7 @@ from fastnet.backends.numba.vector import (at, lane_count, vadd, vadd_transposed
 # - while tiles called sum_rows and add_rows per sample: slower at hidden 10 and 20, faster from
 #   48 on (0.74x at 128 float32, where one sample's H values at a time touch H cache lines of the
 #   block's rows, 64 KiB; README, *Toward the hardware floor*);
-# - with the narrow loops inlined (a znver4 host, fresh processes alternated, 3 rounds): float32 at
+# - with the narrow loops inlined (a znver4 host, 3 fresh processes a side, alternated): float32 at
 #   hidden 10 (one vector of 16 lanes), the sparse forward 117-125 -> 67-70, the backward 116-120
 #   -> 94-105, a whole pass 526-555 -> 507-523; float64 at hidden 10 (two vectors of 8), forward
 #   165-171 -> 104-107, backward 199-202 -> 158-162, a pass 1077-1087 -> 947-979;
