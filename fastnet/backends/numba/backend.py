@@ -47,8 +47,9 @@ class NumbaBackend(Backend):
         takes the last one not yet started from another worker, so that a core slowed by other work
         can run fewer (the chunks are cut to equal predicted costs, chunks.chunk_blocks, but a
         prediction is not a measurement). Taking the next chunk from one shared queue instead left
-        one worker a chunk more than the other in 2 of 12 steps at hidden 128 on a quiet machine. While the pass runs, each worker is held to a
-        CPU of its own (.cpus). The chunks, not the workers, decide what is summed with what."""
+        one worker a chunk more than the other in 2 of 12 steps at hidden 128 on a quiet machine.
+        While the pass runs, each worker is held to a CPU of its own (.cpus). The chunks, not the
+        workers, decide what is summed with what."""
         workers = min(self._threads, n_chunks)
         on_cpus = cpus.worker_cpus(workers)
         queues = [deque(share) for share in deal_chunks(n_chunks, workers)]
