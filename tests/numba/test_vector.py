@@ -12,7 +12,8 @@ from numba.core import config
 
 from fastnet.backends.numba import vector
 from fastnet.backends.numba.vector import (dtype_lane_count, lane_count, vadd, vadd_transposed, vbroadcast, vfma, vload,
-                                           vload4, vload_as, vsplat, vstore, vstore_transposed, vzero)
+                                           vload4, vload_as, vsplat, vstore, vstore_transposed, vsum_lanes,
+                                           vzero)
 
 def numba_compiles_for_avx512():
     from numba.core.registry import cpu_target
@@ -68,6 +69,23 @@ def test_tiles_move_transposed_and_touch_nothing_else(dtype):
     kernel(added, stored, src, r, c, s, t, dtype(0.5))
     np.testing.assert_array_equal(added, want_added)
     np.testing.assert_array_equal(stored, want_stored)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lanes_of_consecutive_vectors_are_added_up_one_sum_per_lane(dtype):
+    @njit
+    def kernel(out, a, i):
+        vstore(out, 1, vsum_lanes(a, i))
+
+    L = dtype_lane_count(np.dtype(dtype))
+    a = np.random.default_rng(2).standard_normal(L * L + 9).astype(dtype)
+    out = np.zeros(L + 2, dtype)
+    kernel(out, a, 5)  # away from the vectors' alignment
+    rows = a[5:5 + L * L].astype(np.float64).reshape(L, L)
+    # a sum of L values in any order is within L * eps * (the sum of their magnitudes) of the exact one
+    bound = L * np.finfo(dtype).eps * np.abs(rows).sum(axis=1)
+    assert np.all(np.abs(out[1:L + 1] - rows.sum(axis=1)) <= bound)
+    assert out[0] == out[L + 1] == 0
 
 
 def test_vectors_are_512_bits_exactly_where_numbas_target_has_avx512():

@@ -27,7 +27,7 @@ from numba import njit
 
 from fastnet.backends.numba.flags import INLINE, L1_ROWS_BYTES, NJIT, NJIT_SIMD
 from fastnet.backends.numba.vector import (VECTOR_REGISTERS, at, lane_count, vadd, vbroadcast, vfma, vload, vload_as,
-                                          vstore, vzero)
+                                          vstore, vsum_lanes, vzero)
 
 UNIT_TILE = 5  # units per register tile: 2 x 5 vector accumulators (+ 2 inputs) fit AVX2's 16 vector registers
 # Tiles computed per loaded vector of pixel values: two where AVX-512's 32 registers hold two tiles'
@@ -194,16 +194,30 @@ def backward(lane_sums, nb, dense, base, slots, deltas, H):
                         _add_tile(lane_sums, (at(slots, q) * Ht + h5) * lanes, f0, f1, f2, f3, f4)
 
 
-@njit(**NJIT)
+@njit(**NJIT_SIMD)
 def fold_lane_sums(w1t_grad, Hp, lane_sums, slot_pixels, H, scale):
     """w1t_grad[slot_pixels[j] * Hp + h] += scale * (the sum of the lanes for (j, h)): the dense
-    pixels' part of a chunk's pixel-major W1 gradient."""
+    pixels' part of a chunk's pixel-major W1 gradient. Overwrites lane_sums (the next chunk's pass
+    zeroes them).
+
+    The lanes of ``lanes`` pairs (j, h) at a time are added up as a tree (vsum_lanes), the last few
+    pairs one by one, and pair p's sum is kept in lane_sums[p], whose lanes have been read by then;
+    then the sums are added into w1t_grad. Against one pair at a time, lane by lane: 17.7 -> 7.0 us
+    per chunk at 784-10-10 float32 (MNIST's 432 slots), 230 -> 115 us at 784-128-10 (one thread, a
+    znver4 host, the fold repeated on one chunk's buffers). Reading each sum back from a small
+    vector store right after it was made was no faster than the lanes added one by one."""
     lanes = lane_count(lane_sums)
     Ht = tiled_units(H)
+    pairs = slot_pixels.shape[0] * Ht
+    whole = pairs - pairs % lanes
+    for i in range(0, whole, lanes):
+        vstore(lane_sums, i, vsum_lanes(lane_sums, i * lanes))
+    for i in range(whole, pairs):
+        s = lane_sums[i * lanes]
+        for lane in range(1, lanes):
+            s += lane_sums[i * lanes + lane]
+        lane_sums[i] = s
     for j in range(slot_pixels.shape[0]):
+        row = at(slot_pixels, j) * Hp
         for h in range(H):
-            i = (j * Ht + h) * lanes
-            s = lane_sums[i]
-            for lane in range(1, lanes):
-                s += lane_sums[i + lane]
-            w1t_grad[at(slot_pixels, j) * Hp + h] += s * scale
+            w1t_grad[row + h] += lane_sums[j * Ht + h] * scale

@@ -280,6 +280,39 @@ def vstore_transposed(typingctx, dst, r, c, src, s, t, scale):
     return _move_transposed(dst, src, (scale,), scaled)
 
 
+def _halves_added(builder, x, y, m):
+    """One stage of :func:`vsum_lanes`: x and y hold segments of m lanes, each a row's partial
+    sums; the result holds x's segments then y's, each half as long, its two halves added."""
+    n, h = x.type.count, m // 2
+    first = [t * m + p for t in range(n // m) for p in range(h)]
+    first += [n + lane for lane in first]  # y's lanes follow x's in a shuffle
+    mask = lambda lanes: ir.Constant(ir.VectorType(ir.IntType(32), n), lanes)  # noqa: E731
+    return builder.fadd(builder.shuffle_vector(x, y, mask(first)),
+                        builder.shuffle_vector(x, y, mask([lane + h for lane in first])))
+
+
+@intrinsic
+def vsum_lanes(typingctx, arr, i):
+    """A Vec whose lane j is the sum of the lanes of the vector arr[i + j * lanes : ...] (lanes
+    consecutive vectors from i, of a contiguous 1-d float array), added as a tree: a transpose
+    that adds its halves at every stage (lanes - 1 additions and twice as many shuffles for lanes
+    sums, against lanes * (lanes - 1) scalar additions)."""
+    vec = Vec(arr.dtype)
+
+    def codegen(context, builder, sig, args):
+        n, vtype = vec.lanes, context.get_value_type(vec)
+        rows = []
+        for k in range(n):
+            pointer = _item_pointer(context, builder, sig.args[0], args[0], builder.add(args[1], args[1].type(k * n)))
+            rows.append(builder.load(builder.bitcast(pointer, vtype.as_pointer()), align=arr.dtype.bitwidth // 8))
+        m = n
+        while len(rows) > 1:
+            rows = [_halves_added(builder, rows[k], rows[k + 1], m) for k in range(0, len(rows), 2)]
+            m //= 2
+        return rows[0]
+    return vec(arr, i), codegen
+
+
 @intrinsic
 def prefetch(typingctx, arr, i):
     """Start loading the cache line of arr[i] (any array, any index: a hint, never a fault).
