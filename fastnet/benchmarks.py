@@ -97,13 +97,14 @@ EPOCH_CASES = [EpochCase(b, hidden, batch) for hidden in (64, 10) for batch in (
 # CPU's peak rate: every core's FMA units on full vectors (as wide as the numba kernels' for the
 # dtype, up to the units' datapath: FMA_DATAPATH_BITS), at the clock /proc/cpuinfo reports.
 # Everything else (upper layers, softmax, reading the data) is left out: it is a floor.
-FMA_UNITS = 2  # fused multiply-add pipes per core (AMD Zen 3 and 4, Intel since Haswell)
+FMA_UNITS = 2  # fused multiply-add pipes per core (AMD Zen 3 to 5, Intel since Haswell)
 # The FMA units' width where it is narrower than the vectors the kernels use, by the CPU's LLVM
 # name: AMD's Zen 1 executes a 256-bit operation as two 128-bit halves, Zen 2 to 4 have 256-bit
 # units, and Zen 4 executes a 512-bit operation as two halves. (LLVM before 16 names Zen 4
 # "znver3".) Measured on a znver4 host (2026-12-02): ten independent chains of 512-bit FMAs ran
 # 3.6 G FMAs/s per core, one per cycle of the 3.66 GHz that one 4-cycle chain gave, where an Intel
-# AVX-512 host ran 1.8 per cycle. Elsewhere the units are taken as wide as the vectors.
+# AVX-512 host ran 1.8 per cycle; a znver5 host (2026-12-03) 1.93 per cycle of its 3.67 GHz, its
+# units 512 bits wide. Elsewhere the units are taken as wide as the vectors.
 FMA_DATAPATH_BITS = {"znver1": 128, "znver2": 256, "znver3": 256, "znver4": 256}
 
 
