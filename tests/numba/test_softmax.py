@@ -1,5 +1,7 @@
-"""The numba softmax's vectorisable exp, alone against numpy's (the softmax itself is checked
-stage by stage in test_agreement.py, saturated logits included)."""
+"""The numba softmax on its own: its vectorisable exp against numpy's, and a block's softmax and
+loss against numpy with logits far apart, unlabelled samples, tied logits at many classes and a
+NaN logit (the softmax is also checked stage by stage in test_agreement.py, saturated logits
+included)."""
 
 import numpy as np
 import pytest
