@@ -43,9 +43,7 @@ TARGETS += [  # large mini-batches, one epoch, batch 4,096, 784-10-10 float32 (o
      "numba vs torch epoch, batch 4096, 784-10-10 f32"),
 ]
 # Goals beyond the targets, printed beside them, never failing the run: the four set for full-batch
-# training (float32 16x numpy float64 and 9x torch, float64 10x, hidden 128 3.5x torch; each met in
-# every run on a Zen 5 host on 2026-12-03, not all on the earlier hosts: README, *On an AMD Zen 5
-# host*) and the project's own float32 >= 9x JAX.
+# training and the project's own float32 >= 9x JAX (how each host fared: README, Performance).
 GOALS = [
     (Case("numba", "float32"), Case("numpy", "float64"), 16.0, "numba f32 vs numpy f64, 784-10-10"),
     (Case("numba", "float32"), Case("torch", "float32"), 9.0, "numba f32 vs torch f32, 784-10-10"),
